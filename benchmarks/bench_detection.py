@@ -1,0 +1,292 @@
+"""Face detection benchmark: detection rate on the LFW eval split and speed.
+
+A hit is a detected face whose box centre lies within 0.25 x image side of the image centre
+(LFW images are centred on the face); "any face" counts images with at least one detection.
+Speed is the mean wall time of `detect` per 250x250 LFW image, and the median over repeated
+runs on a 640x480 photo (the astronaut, resized to 480x480 and padded to 640x480).
+As a harder secondary set (more head pose, faces filling the frame, ~50 px wide), the hit
+rate on the first ``--celeba`` images of ``celeba-aligned-small`` (89x109) is reported too.
+``--pose N`` adds hit rates by head yaw on the first N CelebA images, the yaw estimated by
+3DDFA_V2 from a fixed centred region (CelebA images are aligned, so no detector is needed).
+
+    python benchmarks/bench_detection.py                      # all available detectors
+    python benchmarks/bench_detection.py --limit 200 --detectors hog,blazeface
+    python benchmarks/bench_detection.py --detectors mmod --limit 300 --celeba 200 --append
+    python benchmarks/bench_detection.py --pose 4000 --limit 1 --celeba 0 --append
+    python benchmarks/bench_detection.py --fit-box short    # refit BlazeFace box calibration
+
+A detector may be given constructor arguments as ``name:key=value:key=value``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from skimage import data as skdata
+
+from selfswap.face.detect import (
+    DEFAULT_DETECTOR,
+    FaceDetector,
+    available_detectors,
+    blaze_box_features,
+    get_detector,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+RESULTS = REPO / "benchmarks" / "results" / "detection.md"
+
+
+def parse_detector(spec: str) -> tuple[str, dict[str, object]]:
+    """``name:key=value:...`` -> (name, kwargs); values are int, float, None or str."""
+    name, *parts = spec.split(":")
+    kwargs: dict[str, object] = {}
+    for part in parts:
+        key, value = part.split("=", 1)
+        parsed: object = value
+        for cast in (int, float):
+            try:
+                parsed = cast(value)
+                break
+            except ValueError:
+                continue
+        kwargs[key] = None if value == "None" else parsed
+    return name, kwargs
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """An image file as RGB uint8."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(path)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def photo_640x480() -> np.ndarray:
+    """The astronaut (face ~85 px wide) on a 640x480 canvas."""
+    canvas = np.zeros((480, 640, 3), np.uint8)
+    canvas[:, 80:560] = cv2.resize(skdata.astronaut(), (480, 480), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+def is_hit(box: tuple[float, float, float, float], w: int, h: int) -> bool:
+    """Whether a box centre is within 0.25 x image side of the image centre."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return float(np.hypot(cx - w / 2, cy - h / 2)) <= 0.25 * min(w, h)
+
+
+def rate(detector: FaceDetector, files: list[Path]) -> tuple[float, float, float, list[str]]:
+    """Hit rate, any-face rate, mean ms per image and the missed files."""
+    hits = anyface = 0
+    elapsed = 0.0
+    misses: list[str] = []
+    for path in files:
+        image = load_rgb(path)
+        t0 = time.perf_counter()
+        found = detector.detect(image)
+        elapsed += time.perf_counter() - t0
+        h, w = image.shape[:2]
+        anyface += bool(found)
+        if any(is_hit(d.box, w, h) for d in found):
+            hits += 1
+        else:
+            misses.append(f"{path.parent.name}/{path.name}")
+    n = max(len(files), 1)
+    return hits / n, anyface / n, 1000 * elapsed / n, misses
+
+
+def bench_one(spec: str, files: list[Path], celeba: list[Path], repeats: int) -> dict[str, object]:
+    """Rates and timings of one detector."""
+    name, kwargs = parse_detector(spec)
+    detector = get_detector(name, **kwargs)
+    photo = photo_640x480()
+    detector.detect(photo)  # load the model outside the timings
+    hit, anyface, ms_lfw, misses = rate(detector, files)
+    celeba_hit, _, _, celeba_misses = rate(detector, celeba)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        found = detector.detect(photo)
+        times.append(time.perf_counter() - t0)
+    return {
+        "detector": spec,
+        "n": len(files),
+        "hit": hit,
+        "any": anyface,
+        "ms_lfw": ms_lfw,
+        "n_celeba": len(celeba),
+        "celeba": celeba_hit,
+        "ms_640": 1000 * statistics.median(times),
+        "faces_640": len(found),
+        "misses": misses + celeba_misses,
+    }
+
+
+YAW_BINS = (0, 15, 30, 45, 60, 90)
+
+
+def celeba_yaws(files: list[Path]) -> np.ndarray:
+    """|yaw| in degrees of each aligned CelebA image, by 3DDFA_V2 on a fixed centred ROI."""
+    from selfswap.face.tddfa import TDDFA
+
+    tddfa = TDDFA()
+    yaws = []
+    for path in files:
+        image = load_rgb(path)
+        h, w = image.shape[:2]
+        half = 0.4 * w  # face of the 89x109 aligned crops: centred, ~0.6 w wide
+        roi = np.array([[w / 2 - half, 0.57 * h - half, w / 2 + half, 0.57 * h + half]])
+        yaws.append(abs(tddfa.fit_rois(image, roi.astype(np.float32))[0]["yaw"]))
+    return np.array(yaws)
+
+
+def pose_table(names: list[str], files: list[Path], yaws: np.ndarray) -> str:
+    """Markdown table of hit rates by |yaw| bin."""
+    bins = list(zip(YAW_BINS[:-1], YAW_BINS[1:], strict=True))
+    which = np.digitize(yaws, YAW_BINS[1:-1])
+    counts = [int((which == i).sum()) for i in range(len(bins))]
+    head = " | ".join(f"{lo}-{hi}° (n={n})" for (lo, hi), n in zip(bins, counts, strict=True))
+    lines = [f"| detector | {head} |", "|---|" + "---:|" * len(bins)]
+    for spec in names:
+        name, kwargs = parse_detector(spec)
+        detector = get_detector(name, **kwargs)
+        hits = np.zeros(len(files), bool)
+        for k, path in enumerate(files):
+            image = load_rgb(path)
+            h, w = image.shape[:2]
+            hits[k] = any(is_hit(d.box, w, h) for d in detector.detect(image))
+        cells = [
+            f"{100 * hits[which == i].mean():.1f}%" if counts[i] else "-" for i in range(len(bins))
+        ]
+        lines.append(f"| {spec} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+def box_pairs(variant: str, files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Calibration features of raw BlazeFace boxes and the matching dlib HOG box targets."""
+    hog = get_detector("hog")
+    blaze = get_detector(f"blazeface_{variant}", dlib_box=False)
+    feats, targets = [], []
+    for path in files:
+        image = load_rgb(path)
+        h, w = image.shape[:2]
+        a = [d for d in hog.detect(image) if is_hit(d.box, w, h)]
+        b = [d for d in blaze.detect(image) if is_hit(d.box, w, h)]
+        if not (a and b):
+            continue
+        box, ref = np.array(b[0].box), np.array(a[0].box)
+        width = box[2] - box[0]
+        shift = ((ref[:2] + ref[2:]) - (box[:2] + box[2:])) / 2 / width
+        feats.append(blaze_box_features(box, b[0].keypoints))
+        targets.append([shift[0], shift[1], np.log((ref[2] - ref[0]) / width)])
+    return np.array(feats), np.array(targets)
+
+
+def fit_box(variant: str, data: Path) -> None:
+    """Ridge-fit the BlazeFace -> dlib box calibration on LFW train; check it on LFW eval."""
+    train = (data / "splits" / "lfw_train.txt").read_text().split()[::15]
+    evals = (data / "splits" / "lfw_eval.txt").read_text().split()[::7]
+    x, y = box_pairs(variant, [data / "lfw" / rel for rel in train])
+    penalty = 1e-3 * len(x) * np.diag([1.0] * (x.shape[1] - 1) + [0.0])
+    fit = np.linalg.solve(x.T @ x + penalty, x.T @ y).T
+    xe, ye = box_pairs(variant, [data / "lfw" / rel for rel in evals])
+    print(f"{len(x)} train / {len(xe)} eval faces; residual std (dx, dy, log scale):")
+    print("  raw box       ", (ye - ye.mean(0)).std(0).round(3), "bias", ye.mean(0).round(3))
+    print("  calibrated box", (ye - xe @ fit.T).std(0).round(3))
+    print("box_fit = (")
+    for row in fit.round(3).tolist():
+        print(f"    {tuple(row)},")
+    print(")")
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    """Markdown table of the results."""
+    lines = [
+        "| detector | LFW images | LFW hit | LFW any face | CelebA images | CelebA hit | "
+        "ms / LFW 250x250 | ms / 640x480 | faces in 640x480 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        celeba = f"{100 * r['celeba']:.2f}%" if r["n_celeba"] else "-"
+        lines.append(
+            f"| {r['detector']} | {r['n']} | {100 * r['hit']:.2f}% | {100 * r['any']:.2f}% | "
+            f"{r['n_celeba']} | {celeba} | {r['ms_lfw']:.1f} | "
+            f"{r['ms_640']:.1f} | {r['faces_640']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and write benchmarks/results/detection.md."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=0, help="use the first N eval images")
+    parser.add_argument("--detectors", default="", help="comma-separated detector specs")
+    parser.add_argument("--celeba", type=int, default=1000, help="CelebA images (0: none)")
+    parser.add_argument("--pose", type=int, default=0, help="CelebA images for yaw bins")
+    parser.add_argument("--repeats", type=int, default=20, help="runs on the 640x480 photo")
+    parser.add_argument("--data", type=Path, default=DATA, help="shared data directory")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="markdown results file")
+    parser.add_argument("--append", action="store_true", help="append to the results file")
+    parser.add_argument("--fit-box", choices=["short", "full"], help="refit box calibration")
+    parser.add_argument("--show-misses", action="store_true", help="list missed images")
+    args = parser.parse_args(argv)
+    if args.fit_box:
+        fit_box(args.fit_box, args.data)
+        return
+
+    names = [n for n in args.detectors.split(",") if n] or available_detectors()
+    split = (args.data / "splits" / "lfw_eval.txt").read_text().split()
+    if args.limit:
+        split = split[: args.limit]
+    files = [args.data / "lfw" / rel for rel in split]
+    celeba = sorted((args.data / "celeba-aligned-small").glob("*.jpg"))[: args.celeba]
+
+    rows = []
+    for spec in names:
+        row = bench_one(spec, files, celeba, args.repeats)
+        rows.append(row)
+        print(
+            f"{spec}: hit {100 * row['hit']:.2f}%  any {100 * row['any']:.2f}%  "
+            f"CelebA {100 * row['celeba']:.2f}% of {row['n_celeba']}  "
+            f"{row['ms_lfw']:.1f} ms/LFW  {row['ms_640']:.1f} ms/640x480",
+            flush=True,
+        )
+        if args.show_misses:
+            for miss in row["misses"]:
+                print("   miss:", miss)
+    result = table(rows)
+    print()
+    print(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/bench_detection.py " + " ".join(argv or [])
+    section = f"Command: `{command.strip()}`\n\n{result}\n"
+    if args.pose:
+        pose_files = sorted((args.data / "celeba-aligned-small").glob("*.jpg"))[: args.pose]
+        pose = pose_table(names, pose_files, celeba_yaws(pose_files))
+        section += (
+            f"\nHit rate by |yaw| (3DDFA_V2 estimate) on the first {len(pose_files)} "
+            f"celeba-aligned-small images:\n\n{pose}\n"
+        )
+    if args.append and args.out.exists():
+        args.out.write_text(args.out.read_text() + "\n" + section)
+    else:
+        args.out.write_text(
+            "# Face detection benchmark\n\n"
+            f"Default detector: `{DEFAULT_DETECTOR}`. LFW eval split; hit = a box centre within "
+            "0.25 x image side of the image centre; CelebA = first N images of "
+            "celeba-aligned-small (89x109), same hit rule. One process on a 2-core CPU; "
+            "timings include pre-processing.\n\n" + section
+        )
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

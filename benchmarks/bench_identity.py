@@ -1,0 +1,127 @@
+"""Identity embedding speed (dlib vs the PyTorch port) and, with --auc, LFW ROC AUC.
+
+    python benchmarks/bench_identity.py [--repeats 5] [--threads N] [--auc] [--pairs 1200]
+
+Speed uses a 640x480 image with one face (the public-domain astronaut, placed on a grey
+canvas). The AUC uses ../shared/data (LFW eval split): seeded same/different-person pairs,
+faces found with dlib's HOG detector (upsample 1, box nearest the centre).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from selfswap.face.identity import (
+    SAME_PERSON_DISTANCE,
+    IdentityEncoder,
+    central_face_landmarks5,
+)
+from selfswap.face.metrics import roc_auc, sample_pairs
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def test_image() -> np.ndarray:
+    """640x480 RGB uint8 with the astronaut's face (one face)."""
+    import skimage.data
+
+    face = skimage.data.astronaut()[:380, 40:440]  # 380x400
+    canvas = np.full((480, 640, 3), 128, np.uint8)
+    canvas[50:430, 120:520] = face
+    return canvas
+
+
+def _time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def bench_speed(repeats: int) -> None:
+    enc = IdentityEncoder()
+    img = test_image()
+    lm = central_face_landmarks5(img)
+    assert lm is not None, "no face in the benchmark image"
+    _ = enc.net  # load outside the timing
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, image 640x480")
+    t = _time(lambda: enc.embed_dlib(img, lm), repeats)
+    print(f"dlib compute_face_descriptor        : {1000 * t:7.1f} ms/face")
+    for b in (1, 16):
+        t = _time(lambda b=b: enc.embed([img] * b, [lm] * b), repeats)
+        print(f"torch port, batch {b:2d} (chip + net)  : {1000 * t / b:7.1f} ms/face")
+    chips = enc.chips(img, [lm]).repeat(16, 1, 1, 1)
+    with torch.no_grad():
+        t = _time(lambda: enc.net(chips), repeats)
+    print(f"torch port, batch 16 (net only)     : {1000 * t / 16:7.1f} ms/face")
+
+
+def bench_auc(n_pairs: int, seed: int) -> None:
+    from PIL import Image
+
+    split = SHARED_DATA / "splits" / "lfw_eval.txt"
+    if not split.is_file():
+        print(f"--auc: shared data not found at {SHARED_DATA}")
+        return
+    names = split.read_text().split()
+    people = [n.split("/")[0] for n in names]
+    same, diff = sample_pairs(people, n_pairs, n_pairs, seed=seed)
+    needed = sorted(set(same.ravel()) | set(diff.ravel()))
+    enc = IdentityEncoder()
+    t0 = time.perf_counter()
+    emb: dict[int, np.ndarray] = {}
+    missed = 0
+    for start in range(0, len(needed), 64):
+        idx, images, lms = [], [], []
+        for i in needed[start : start + 64]:
+            with Image.open(SHARED_DATA / "lfw" / names[i]) as im:
+                img = np.asarray(im.convert("RGB")).copy()
+            lm = central_face_landmarks5(img)
+            if lm is None:
+                missed += 1
+                continue
+            idx.append(i)
+            images.append(img)
+            lms.append(lm)
+        emb.update(zip(idx, enc.embed(images, lms), strict=True))
+    same = np.array([p for p in same if p[0] in emb and p[1] in emb])
+    diff = np.array([p for p in diff if p[0] in emb and p[1] in emb])
+    pairs = np.concatenate([same, diff])
+    dist = np.array([np.linalg.norm(emb[i] - emb[j]) for i, j in pairs])
+    labels = np.r_[np.ones(len(same)), np.zeros(len(diff))]
+    auc = roc_auc(-dist, labels)
+    acc = float(np.mean((dist < SAME_PERSON_DISTANCE) == labels))
+    print(
+        f"LFW eval ({len(emb)} faces embedded, {missed} without a HOG detection, "
+        f"{time.perf_counter() - t0:.0f} s): {len(same)} same / {len(diff)} different pairs, "
+        f"ROC AUC {auc:.4f}, accuracy at distance < {SAME_PERSON_DISTANCE}: {acc:.4f}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    ap.add_argument("--auc", action="store_true", help="also measure LFW ROC AUC")
+    ap.add_argument(
+        "--pairs", type=int, default=1200, help="pairs of each kind drawn (before HOG misses)"
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bench_speed(args.repeats)
+    if args.auc:
+        bench_auc(args.pairs, args.seed)
+
+
+if __name__ == "__main__":
+    main()

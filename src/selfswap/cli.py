@@ -1,0 +1,162 @@
+"""`selfswap` command line. Thin: every command calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from selfswap import __version__
+from selfswap.errors import SelfswapError
+
+
+def _add_analyzer_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML/JSON file with analyzer settings")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set detector=mmod (repeatable)",
+    )
+
+
+def _analyzer_config(args: argparse.Namespace):
+    from selfswap.config import load_config
+    from selfswap.face.analyzer import AnalyzerConfig
+
+    return load_config(AnalyzerConfig, args.config, args.overrides)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from selfswap.face.analyzer import FaceAnalyzer
+    from selfswap.face.draw import draw_faces
+    from selfswap.io.images import load_image, save_image
+
+    image = load_image(args.image)
+    faces = FaceAnalyzer(_analyzer_config(args)).analyze(image)
+    if args.json:
+        payload = {
+            "image": str(args.image),
+            "width": image.shape[1],
+            "height": image.shape[0],
+            "faces": [f.to_dict() for f in faces],
+        }
+        print(json.dumps(payload))
+    else:
+        print(f"{args.image}: {len(faces)} face(s), {image.shape[1]}x{image.shape[0]}")
+        for i, f in enumerate(faces):
+            x0, y0, x1, y1 = f.box
+            print(
+                f"  #{i}: box ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}) score {f.score:.2f} "
+                f"yaw {f.yaw:+.1f} pitch {f.pitch:+.1f} roll {f.roll:+.1f}"
+            )
+    if args.draw:
+        save_image(args.draw, draw_faces(image, faces, mesh=not args.no_mesh))
+        if not args.json:
+            print(f"wrote {args.draw}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from selfswap.models import catalog, pull, verify
+    from selfswap.models.registry import expected_path
+
+    if args.action == "list":
+        status = verify()
+        for name, spec in catalog().items():
+            print(f"{name:18s} {status[name]:8s} {spec.size / 1e6:7.1f} MB  {spec.description}")
+            source = spec.wheel if spec.source == "wheel" else f"package {spec.package}"
+            print(f"{'':18s} from {source}; license: {spec.license}")
+            print(f"{'':18s} {expected_path(name)}")
+        return 0
+    log = (lambda *_: None) if args.quiet else print
+    status = pull(args.names or None, force=args.force, log=log) if args.action == "pull" else None
+    status = status or verify(args.names or None)
+    bad = {n: s for n, s in status.items() if s != "ok"}
+    if not args.quiet or bad:
+        for name, state in status.items():
+            print(f"{name:18s} {state}")
+    if bad:
+        print(
+            "Some model files are missing or corrupt; run `selfswap models pull`.", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def cmd_guidance(args: argparse.Namespace) -> int:
+    from selfswap.geometry.guidance import run_guidance
+
+    run_guidance(args.target, args.source, args.output, size=args.size)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from selfswap.samples import sample_path
+
+    target = sample_path("astronaut")
+    ns = argparse.Namespace(
+        image=target, json=False, draw=args.output, no_mesh=False, config=None, overrides=[]
+    )
+    return cmd_analyze(ns)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="selfswap",
+        description="Self-supervised face swapping (SAMAE). Swaps need the consent of the "
+        "people shown; outputs are marked as synthetic.",
+    )
+    parser.add_argument("--version", action="version", version=f"selfswap {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("analyze", help="find faces; print pose, draw boxes/landmarks/mesh")
+    p.add_argument("image", type=Path)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--draw", type=Path, metavar="OUT.png", help="write an annotated image")
+    p.add_argument("--no-mesh", action="store_true", help="do not draw the 3D mesh")
+    _add_analyzer_options(p)
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("models", help="list, pull or verify model files")
+    p.add_argument("action", choices=["list", "pull", "verify"])
+    p.add_argument("names", nargs="*", help="model names (default: all)")
+    p.add_argument("--force", action="store_true", help="download again even if present")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("guidance", help="debug view of geometry guidance and SAMAE masks")
+    p.add_argument("--target", "-t", type=Path, required=True)
+    p.add_argument("--source", "-s", type=Path)
+    p.add_argument("--output", "-o", type=Path, required=True, metavar="GRID.png")
+    p.add_argument("--size", type=int, default=256, help="crop size R")
+    p.set_defaults(func=cmd_guidance)
+
+    from selfswap.data.cli import add_prepare_parser
+
+    add_prepare_parser(sub)
+
+    p = sub.add_parser("demo", help="run the demo on the bundled public-domain faces")
+    p.add_argument("--output", "-o", type=Path, default=Path("out/demo.png"))
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SelfswapError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

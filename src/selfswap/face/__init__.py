@@ -1,0 +1,1 @@
+"""Face analysis: detection, landmarks, 3DMM, alignment, identity."""

@@ -1,0 +1,1 @@
+"""Networks: the SAMAE generator, the appearance encoder and the patch discriminator."""

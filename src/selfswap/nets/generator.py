@@ -1,0 +1,132 @@
+"""The SAMAE generator: a U-Net that paints the masked-out face back.
+
+Inputs (all at crop size R): the masked image (3), the mask (1), the rendered normal map (3)
+and silhouette (1) of the mesh to paint; plus an identity code (the 128-D face descriptor)
+and an appearance code (skin tone and light). The codes form a style vector that modulates
+every residual block at every resolution.
+
+For CPU budgets the U-Net starts with space-to-depth (pixel unshuffle): the full-resolution
+level costs one cheap 1x1 projection instead of 3x3 convolutions at R×R; the last layer
+shuffles back. The price is some high-frequency detail, which the skip of the unmasked image
+and the final composite keep outside the mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfswap.nets.blocks import ResBlock, SelfAttention, group_norm
+
+GUIDANCE_CHANNELS = 8  # masked RGB, mask, normal map, silhouette
+
+
+@dataclass
+class GeneratorConfig:
+    size: int = 128
+    stem_factor: int = 2  # space-to-depth factor before the U-Net levels
+    channels: list[int] = field(default_factory=lambda: [48, 96, 160, 256])
+    blocks_per_level: int = 1
+    attention: bool = True  # self-attention at the lowest resolution
+    id_dim: int = 128
+    appearance_dim: int = 16
+    style_dim: int = 256
+
+
+class StyleMapper(nn.Module):
+    """Identity code + appearance code → style vector `(B, style_dim)`."""
+
+    def __init__(self, id_dim: int, appearance_dim: int, style_dim: int) -> None:
+        super().__init__()
+        self.appearance_dim = appearance_dim
+        self.net = nn.Sequential(
+            nn.Linear(id_dim + appearance_dim, style_dim),
+            nn.SiLU(),
+            nn.Linear(style_dim, style_dim),
+            nn.SiLU(),
+            nn.Linear(style_dim, style_dim),
+        )
+
+    def forward(self, z_id: torch.Tensor, z_app: torch.Tensor | None) -> torch.Tensor:
+        z_id = F.normalize(z_id, dim=1) * z_id.shape[1] ** 0.5
+        if self.appearance_dim:
+            if z_app is None:
+                z_app = z_id.new_zeros(z_id.shape[0], self.appearance_dim)
+            z_id = torch.cat([z_id, z_app], dim=1)
+        return self.net(z_id)
+
+
+class Generator(nn.Module):
+    """`forward(guidance (B,8,R,R), z_id (B,128), z_app (B,A)|None) -> (B,3,R,R)` in [0, 1]."""
+
+    def __init__(self, config: GeneratorConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or GeneratorConfig()
+        s, chans = cfg.stem_factor, cfg.channels
+        self.style = StyleMapper(cfg.id_dim, cfg.appearance_dim, cfg.style_dim)
+        self.stem = nn.Conv2d(GUIDANCE_CHANNELS * s * s, chans[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList()
+        self.downsamples = nn.ModuleList()
+        for i, c in enumerate(chans):
+            c_in = chans[max(i - 1, 0)] if i else chans[0]
+            blocks = [ResBlock(c_in if j == 0 else c, c, 0) for j in range(cfg.blocks_per_level)]
+            self.down_blocks.append(nn.ModuleList(blocks))
+            if i < len(chans) - 1:
+                self.downsamples.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+        self.mid = nn.ModuleList([ResBlock(chans[-1], chans[-1], cfg.style_dim)])
+        self.attention = SelfAttention(chans[-1]) if cfg.attention else None
+        self.mid2 = ResBlock(chans[-1], chans[-1], cfg.style_dim)
+        self.up_blocks = nn.ModuleList()
+        for i in reversed(range(len(chans))):
+            c = chans[i]
+            c_in = chans[i + 1] if i + 1 < len(chans) else chans[-1]
+            blocks = [ResBlock(c_in + c, c, cfg.style_dim)]
+            blocks += [ResBlock(c, c, cfg.style_dim) for _ in range(cfg.blocks_per_level - 1)]
+            self.up_blocks.append(nn.ModuleList(blocks))
+        self.out_norm = group_norm(chans[0])
+        self.out = nn.Conv2d(chans[0], 3 * s * s, 3, padding=1)
+
+    def forward(
+        self, guidance: torch.Tensor, z_id: torch.Tensor, z_app: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        s = self.config.stem_factor
+        style = self.style(z_id, z_app)
+        h = self.stem(F.pixel_unshuffle(guidance, s) if s > 1 else guidance)
+        skips = []
+        for i, blocks in enumerate(self.down_blocks):
+            for block in blocks:
+                h = block(h)
+            skips.append(h)
+            if i < len(self.downsamples):
+                h = self.downsamples[i](h)
+        for block in self.mid:
+            h = block(h, style)
+        if self.attention is not None:
+            h = self.attention(h)
+        h = self.mid2(h, style)
+        for blocks, skip in zip(self.up_blocks, reversed(skips)):
+            if h.shape[-1] != skip.shape[-1]:
+                h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
+            h = torch.cat([h, skip], dim=1)
+            for block in blocks:
+                h = block(h, style)
+        h = self.out(F.silu(self.out_norm(h)))
+        if s > 1:
+            h = F.pixel_shuffle(h, s)
+        return torch.sigmoid(h)
+
+
+def compose_guidance(
+    image: torch.Tensor, mask: torch.Tensor, normals: torch.Tensor, silhouette: torch.Tensor
+) -> torch.Tensor:
+    """Generator input `(B, 8, R, R)`: image `(B,3,R,R)` in [0,1] with the mask `(B,1,R,R)`
+    (1 = hidden) blanked out, the mask, normals `(B,3,R,R)` in [-1,1], silhouette."""
+    return torch.cat([image * (1 - mask), mask, normals, silhouette], dim=1)
+
+
+def composite(generated: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Generated pixels inside the mask, original pixels outside."""
+    return generated * mask + image * (1 - mask)

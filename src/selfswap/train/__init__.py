@@ -1,0 +1,1 @@
+"""Training: losses, loop, distributed set-up, checkpoints."""

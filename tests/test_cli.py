@@ -1,0 +1,100 @@
+"""The real `selfswap` command on real files: exit codes, outputs, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selfswap.samples import sample_path
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "selfswap.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("name", ["astronaut", "grace_hopper"])
+def test_analyze_json(name):
+    result = run("analyze", str(sample_path(name)), "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert len(payload["faces"]) == 1
+    face = payload["faces"][0]
+    assert abs(face["yaw"]) < 15
+    assert len(face["landmarks68"]) == 68 and len(face["embedding"]) == 128
+
+
+def test_analyze_draw(tmp_path):
+    out = tmp_path / "annotated.png"
+    result = run("analyze", str(sample_path("astronaut")), "--draw", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "1 face(s)" in result.stdout
+    drawn = np.asarray(Image.open(out).convert("RGB"))
+    original = np.asarray(Image.open(sample_path("astronaut")).convert("RGB"))
+    changed = np.any(drawn != original, axis=2)
+    assert changed[60:180, 160:290].mean() > 0.02  # annotations on the face
+    assert changed[400:, 400:].mean() == 0  # nothing far from it
+
+
+def test_analyze_no_face_is_an_honest_empty_result(tmp_path):
+    path = tmp_path / "sky.png"
+    Image.new("RGB", (320, 240), (120, 160, 220)).save(path)
+    result = run("analyze", str(path), "--json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["faces"] == []
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [(b"", "empty"), (b"plain text, not pixels", "not an image"), (None, "no such file")],
+)
+def test_analyze_bad_files(tmp_path, content, fragment):
+    path = tmp_path / "input.jpg"
+    if content is not None:
+        path.write_bytes(content)
+    assert_clean_error(run("analyze", str(path)), fragment)
+
+
+def test_analyze_truncated_jpeg(tmp_path):
+    full = sample_path("grace_hopper").read_bytes()
+    jpeg = tmp_path / "g.jpg"
+    Image.open(sample_path("grace_hopper")).save(jpeg, quality=90)
+    jpeg.write_bytes(jpeg.read_bytes()[:5000])
+    assert full  # the sample itself is intact
+    assert_clean_error(run("analyze", str(jpeg)), "truncated")
+
+
+def test_bad_override():
+    result = run("analyze", str(sample_path("astronaut")), "--set", "detector_typo=hog")
+    assert_clean_error(result, "unknown option")
+
+
+def test_models_verify():
+    result = run("models", "verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tddfa_mb1" in result.stdout
+
+
+def test_missing_models_name_the_fix(tmp_path):
+    env_home = tmp_path / "empty-home"
+    result = subprocess.run(
+        [sys.executable, "-m", "selfswap.cli", "analyze", str(sample_path("astronaut"))],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "SELFSWAP_HOME": str(env_home)},
+        timeout=300,
+    )
+    assert_clean_error(result, "selfswap models pull")

@@ -1,0 +1,110 @@
+"""`FaceDataset` over a prepared folder: item shapes and values, a 2-worker DataLoader
+(and a small pickle, for spawned workers), and DistributedSampler sharding."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, DistributedSampler
+
+from selfswap.data.dataset import FaceDataset
+from selfswap.data.prepare import make_settings, prepare
+from selfswap.data.table import column_array
+from selfswap.errors import SelfswapError
+from selfswap.io.images import save_image
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """Collins (2 photos), Hopper (1) and a pair photo (2 faces, the second unlabelled)."""
+    from selfswap.samples import astronaut, grace_hopper
+
+    folder = tmp_path_factory.mktemp("faces")
+    collins, hopper = astronaut(), grace_hopper()
+    half = np.asarray(Image.fromarray(hopper).resize((256, 300), Image.BILINEAR))
+    save_image(folder / "collins/a.png", collins)
+    save_image(folder / "collins/b.jpg", collins[:, ::-1])
+    save_image(folder / "hopper/a.jpg", hopper)
+    small = np.asarray(Image.fromarray(collins[:300, 80:380]).resize((150, 150)))
+    small = np.pad(small, ((75, 75), (0, 0), (0, 0)), mode="edge")  # clearly the smaller face
+    save_image(folder / "pair/a.png", np.concatenate([small, half], axis=1))
+    out = tmp_path_factory.mktemp("prepared") / "set"
+    settings = make_settings(128, identity_from="folder", all_faces=True, min_score=0.7)
+    prepare(folder, out, settings, identity_from="folder", progress=False, log=lambda _: None)
+    return out
+
+
+def test_items_have_the_documented_shapes_and_values(prepared):
+    ds = FaceDataset(prepared)
+    table = pq.read_table(prepared / "faces.parquet")
+    assert len(ds) == table.num_rows == 5
+    assert ds.identity_names == ["collins", "hopper", "pair"] and ds.num_identities == 3
+    shapes = {
+        "image": (3, 128, 128),
+        "landmarks68": (68, 2),
+        "landmarks5": (5, 2),
+        "shape": (40,),
+        "expression": (10,),
+        "camera": (3, 4),
+        "embedding": (128,),
+        "identity": (),
+        "index": (),
+    }
+    identities = []
+    for i in range(len(ds)):
+        item = ds[i]
+        assert {k: tuple(v.shape) for k, v in item.items()} == shapes
+        assert item["image"].dtype == torch.float32
+        assert item["image"].min() >= 0.0 and item["image"].max() <= 1.0
+        assert item["identity"].dtype == torch.int64 and int(item["index"]) == i
+        crop = np.asarray(Image.open(prepared / table.column("crop")[i].as_py()).convert("RGB"))
+        np.testing.assert_allclose(item["image"].permute(1, 2, 0).numpy() * 255, crop, atol=1e-3)
+        np.testing.assert_array_equal(
+            item["landmarks68"].numpy(), column_array(table, "landmarks68")[i]
+        )
+        identities.append(int(item["identity"]))
+    # Two faces in the pair photo (left to right): only the main, larger one is labelled.
+    assert identities == [0, 0, 1, -1, 2]
+    assert ds[-1]["index"] == 4
+    with pytest.raises(IndexError):
+        ds[5]
+
+
+def test_two_worker_dataloader(prepared):
+    ds = FaceDataset(prepared)
+    # What a spawned worker receives: table arrays only, no images or open files.
+    payload = pickle.dumps(ds)
+    assert len(payload) < 64_000
+    torch.testing.assert_close(pickle.loads(payload)[3], ds[3])
+    loader = DataLoader(ds, batch_size=2, num_workers=2, shuffle=False)
+    batches = list(loader)
+    sizes = [tuple(b["image"].shape) for b in batches]
+    assert sizes == [(2, 3, 128, 128), (2, 3, 128, 128), (1, 3, 128, 128)]
+    assert torch.cat([b["index"] for b in batches]).tolist() == [0, 1, 2, 3, 4]
+    assert batches[0]["camera"].shape == (2, 3, 4)
+
+
+def test_distributed_sampler_splits_the_rows(prepared):
+    ds = FaceDataset(prepared)
+    seen = []
+    for rank in range(2):
+        sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=3)
+        sampler.set_epoch(1)
+        loader = DataLoader(ds, batch_size=2, sampler=sampler)
+        indices = torch.cat([b["index"] for b in loader]).tolist()
+        assert len(indices) == 3  # ceil(5 / 2), padded by repetition
+        seen.append(indices)
+    assert set(seen[0]) | set(seen[1]) == set(range(5))
+
+
+def test_unfinished_or_mismatched_folders_refused(prepared, tmp_path):
+    with pytest.raises(SelfswapError, match="not a finished prepared folder"):
+        FaceDataset(tmp_path)
+    with pytest.raises(SelfswapError, match="128px crops, not 256px"):
+        FaceDataset(prepared, size=256)
