@@ -101,6 +101,8 @@ class TDDFA:
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # Idle ONNX Runtime threads spin by default and starve PyTorch running next to them.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(
             str(model_path("tddfa_mb1")), options, providers=["CPUExecutionProvider"]
         )
