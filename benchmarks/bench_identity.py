@@ -21,7 +21,7 @@ from selfswap.face.identity import (
     IdentityEncoder,
     central_face_landmarks5,
 )
-from selfswap.face.metrics import roc_auc, sample_pairs
+from selfswap.face.metrics import lfw_verification
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -65,44 +65,17 @@ def bench_speed(repeats: int) -> None:
 
 
 def bench_auc(n_pairs: int, seed: int) -> None:
-    from PIL import Image
-
     split = SHARED_DATA / "splits" / "lfw_eval.txt"
     if not split.is_file():
         print(f"--auc: shared data not found at {SHARED_DATA}")
         return
-    names = split.read_text().split()
-    people = [n.split("/")[0] for n in names]
-    same, diff = sample_pairs(people, n_pairs, n_pairs, seed=seed)
-    needed = sorted(set(same.ravel()) | set(diff.ravel()))
-    enc = IdentityEncoder()
     t0 = time.perf_counter()
-    emb: dict[int, np.ndarray] = {}
-    missed = 0
-    for start in range(0, len(needed), 64):
-        idx, images, lms = [], [], []
-        for i in needed[start : start + 64]:
-            with Image.open(SHARED_DATA / "lfw" / names[i]) as im:
-                img = np.asarray(im.convert("RGB")).copy()
-            lm = central_face_landmarks5(img)
-            if lm is None:
-                missed += 1
-                continue
-            idx.append(i)
-            images.append(img)
-            lms.append(lm)
-        emb.update(zip(idx, enc.embed(images, lms), strict=True))
-    same = np.array([p for p in same if p[0] in emb and p[1] in emb])
-    diff = np.array([p for p in diff if p[0] in emb and p[1] in emb])
-    pairs = np.concatenate([same, diff])
-    dist = np.array([np.linalg.norm(emb[i] - emb[j]) for i, j in pairs])
-    labels = np.r_[np.ones(len(same)), np.zeros(len(diff))]
-    auc = roc_auc(-dist, labels)
-    acc = float(np.mean((dist < SAME_PERSON_DISTANCE) == labels))
+    r = lfw_verification(SHARED_DATA / "lfw", split.read_text().split(), n_pairs, seed)
     print(
-        f"LFW eval ({len(emb)} faces embedded, {missed} without a HOG detection, "
-        f"{time.perf_counter() - t0:.0f} s): {len(same)} same / {len(diff)} different pairs, "
-        f"ROC AUC {auc:.4f}, accuracy at distance < {SAME_PERSON_DISTANCE}: {acc:.4f}"
+        f"LFW eval ({r['faces']} faces embedded, {r['missed']} without a HOG detection, "
+        f"{time.perf_counter() - t0:.0f} s): {r['same']} same / {r['different']} different "
+        f"pairs, ROC AUC {r['auc']:.4f}, accuracy at distance < {SAME_PERSON_DISTANCE}: "
+        f"{r['accuracy']:.4f}"
     )
 
 

@@ -140,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_prepare_parser(sub)
 
+    from selfswap.train.cli import add_train_parser
+
+    add_train_parser(sub)
+
     p = sub.add_parser("demo", help="run the demo on the bundled public-domain faces")
     p.add_argument("--output", "-o", type=Path, default=Path("out/demo.png"))
     p.set_defaults(func=cmd_demo)

@@ -1,0 +1,50 @@
+"""`selfswap train`: wires the command line to `selfswap.train.loop.train`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_train_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train",
+        help="train the SAMAE generator (or the seesaw baseline); works under torchrun",
+        description="Train on a folder written by `selfswap prepare`. Run under "
+        "`torchrun --nproc-per-node N -m selfswap.cli train ...` for several processes.",
+    )
+    p.add_argument("--config", help="YAML/JSON training config, e.g. configs/samae-128.yaml")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set steps=100 --set loss.identity=0 (repeatable)",
+    )
+    p.add_argument("--data", help="prepared data folder (sets data.root)")
+    p.add_argument("--out", help="run folder: checkpoints, samples, log.jsonl (sets out)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--stop-at", type=int, help="stop at this step (the schedule keeps `steps`)")
+    p.set_defaults(func=cmd_train)
+    return p
+
+
+def load_train_config(args: argparse.Namespace):
+    from selfswap.config import load_config
+    from selfswap.train.config import TrainConfig
+
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.root={args.data}")
+    if args.out:
+        overrides.append(f"out={args.out}")
+    return load_config(TrainConfig, args.config, overrides).validate()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from selfswap.train.loop import train
+
+    trainer = train(load_train_config(args), resume=args.resume, stop_at=args.stop_at)
+    if trainer.ctx.main:
+        print(f"finished at step {trainer.step}; run folder {trainer.config.out}")
+    return 0

@@ -1,0 +1,570 @@
+"""The trainer: SAMAE (or seesaw) training of the generator, appearance encoder and
+discriminator, in one process or under `torchrun` (DistributedDataParallel).
+
+One step: the generator paints the batch once; the discriminator takes a hinge step on real
+faces vs the detached composites; then the generator side takes one step on
+L1 + MS-SSIM reconstruction, the identity loss (frozen PyTorch dlib ResNet on chips of the
+composite, on `loss.identity_fraction` of the batch), and the hinge GAN + feature-matching
+losses through the just-updated discriminator. Every random draw is a function of
+`(seed, step, rank)` or `(seed, epoch, index)`, so resuming from a checkpoint continues
+exactly (see `selfswap.train.batches`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+
+from selfswap.config import save_config, to_dict
+from selfswap.data.dataset import FaceDataset
+from selfswap.errors import SelfswapError
+from selfswap.nets.appearance import AppearanceEncoder
+from selfswap.nets.discriminator import MultiScaleDiscriminator
+from selfswap.nets.generator import Generator, compose_guidance, composite
+from selfswap.train import checkpoint as ckpt
+from selfswap.train import losses
+from selfswap.train.batches import MaskedFaces, ResumableSampler, geometry_of, renderer_for
+from selfswap.train.config import TrainConfig
+
+
+class GeneratorSide(nn.Module):
+    """Generator + appearance encoder: what one DDP wrapper synchronises.
+
+    `forward(image, mask, normals, silhouette, face_region, z_id, masked=True,
+    generator=None) -> raw output (B,3,R,R)`; `masked=False` shows the generator the
+    whole image (seesaw); the appearance code is taken from the face pixels of `image`
+    (`app_image` if given, e.g. the target at swap time).
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__()
+        self.generator = Generator(config.generator_config())
+        self.appearance = (
+            AppearanceEncoder(config.appearance) if config.appearance_enabled else None
+        )
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        normals: torch.Tensor,
+        silhouette: torch.Tensor,
+        face_region: torch.Tensor,
+        z_id: torch.Tensor,
+        masked: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        z_app = None
+        if self.appearance is not None:
+            z_app = self.appearance(image, face_region, generator=generator)
+        shown = mask if masked else torch.zeros_like(mask)
+        return self.generator(compose_guidance(image, shown, normals, silhouette), z_id, z_app)
+
+
+@dataclass
+class Context:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    initialised_here: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Context:
+    """Join the process group that `torchrun` describes in the environment (if any)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    here = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        here = True
+    return Context(rank, world, local, device, here)
+
+
+def _step_generator(seed: int, step: int, rank: int, salt: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(int(np.random.SeedSequence([seed, step, rank, salt]).generate_state(1)[0]))
+    return g
+
+
+def lr_lambda(config: TrainConfig):
+    opt = config.optim
+
+    def factor(step: int) -> float:
+        if opt.warmup and step < opt.warmup:
+            return (step + 1) / opt.warmup
+        if opt.schedule == "constant":
+            return 1.0
+        span = max(config.steps - opt.warmup, 1)
+        t = min(max(step - opt.warmup, 0) / span, 1.0)
+        return opt.min_lr_ratio + (1 - opt.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return factor
+
+
+def split_faces(identity: np.ndarray, held_out: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(train, held_out)` row indices: a seeded choice of `held_out` rows (at most n-1),
+    spread over as many identities as possible so the previews show cross-identity swaps."""
+    n = len(identity)
+    held_out = max(0, min(held_out, n - 1))
+    order = np.random.default_rng([seed, 104729]).permutation(n)
+    picked: list[int] = []
+    seen: set[int] = set()
+    for row in order:  # first one face per identity, then any
+        if len(picked) < held_out and int(identity[row]) not in seen:
+            picked.append(int(row))
+            seen.add(int(identity[row]))
+    for row in order:
+        if len(picked) < held_out and int(row) not in picked:
+            picked.append(int(row))
+    held = np.sort(np.array(picked, np.int64))
+    return np.setdiff1d(np.arange(n), held), held
+
+
+def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+def preview_batch(faces: FaceDataset, rows: np.ndarray, config: TrainConfig) -> dict:
+    """Fixed faces for samples and `best`: deterministic self-reconstruction masks (no
+    scaling, no perforation) and a swap with the next face's shape and identity."""
+    from selfswap.samae.masks import MaskBuilder
+
+    samae = config.samae_config()
+    samae.scaling.enabled = False
+    samae.perforation.enabled = False
+    builder = MaskBuilder(renderer_for(faces.size), samae)
+    items = [faces[int(i)] for i in rows]
+    batch = _collate(items)
+    sources = swap_sources(batch["identity"].numpy())
+    own, swap = [], []
+    for item, source in zip(items, sources):
+        own.append(builder.training(geometry_of(item), 0))
+        swap.append(builder.swap(geometry_of(item), items[source]["shape"].numpy()[None]))
+
+    def stack(parts, name):
+        return torch.from_numpy(np.concatenate([getattr(p, name) for p in parts]))
+
+    batch["normals"], batch["silhouette"] = stack(own, "normals"), stack(own, "silhouette")
+    batch["face_region"], batch["mask"] = stack(own, "face_region"), stack(own, "mask")
+    batch["swap_normals"] = stack(swap, "normals")
+    batch["swap_silhouette"] = stack(swap, "silhouette")
+    batch["swap_mask"] = stack(swap, "mask")
+    batch["swap_source"] = torch.as_tensor(sources)
+    batch["swap_embedding"] = batch["embedding"][batch["swap_source"]]
+    return batch
+
+
+def swap_sources(identity: np.ndarray) -> np.ndarray:
+    """For each preview face, the next face of a *different* identity (cross-identity
+    swaps), or simply the next face when all share one identity."""
+    n = len(identity)
+    out = np.empty(n, np.int64)
+    for j in range(n):
+        candidates = [(j + k) % n for k in range(1, n)]
+        other = [c for c in candidates if identity[c] != identity[j] or identity[j] < 0]
+        out[j] = (other or candidates or [j])[0]
+    return out
+
+
+class Trainer:
+    """Builds everything from a `TrainConfig` and runs `fit()`."""
+
+    def __init__(self, config: TrainConfig, log=print) -> None:
+        self.config = config.validate()
+        self.ctx = setup_distributed()
+        self.log = log if self.ctx.main else (lambda *_: None)
+        self.out = Path(config.out)
+        self.device = self.ctx.device
+        torch.manual_seed(config.seed)
+        if not config.data.root:
+            raise SelfswapError("no training data: set data.root (or pass --data DIR).")
+        self.faces = FaceDataset(config.data.root, size=config.size)
+        self.train_rows, self.held_rows = split_faces(
+            self.faces.identity, config.data.held_out, config.seed
+        )
+        samae = config.samae_config()
+        if config.mode == "seesaw":  # the mask only places the composite: no tricks
+            samae.scaling.enabled = False
+            samae.perforation.enabled = False
+        self.dataset = MaskedFaces(
+            self.faces, samae, config.seed, config.mode, config.data.seesaw_same, self.train_rows
+        )
+        dev = self.device
+        self.gside = GeneratorSide(config).to(dev)
+        self.disc = MultiScaleDiscriminator(config.discriminator).to(dev)
+        self.ema = copy.deepcopy(self.gside).eval().requires_grad_(False)
+        self.idnet = None
+        if config.loss.identity > 0:
+            from selfswap.face.identity import DlibResNet
+
+            self.idnet = DlibResNet.load_default().to(dev).eval().requires_grad_(False)
+        opt = config.optim
+        self.opt_g = torch.optim.Adam(
+            self.gside.parameters(), lr=opt.lr_g, betas=opt.betas, weight_decay=opt.weight_decay
+        )
+        self.opt_d = torch.optim.Adam(
+            self.disc.parameters(), lr=opt.lr_d, betas=opt.betas, weight_decay=opt.weight_decay
+        )
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lr_lambda(config))
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lr_lambda(config))
+        self.g_model: nn.Module = self.gside
+        self.d_model: nn.Module = self.disc
+        if self.ctx.world > 1:
+            ids = [self.ctx.local_rank] if dev.type == "cuda" else None
+            self.g_model = nn.parallel.DistributedDataParallel(self.gside, device_ids=ids)
+            self.d_model = nn.parallel.DistributedDataParallel(self.disc, device_ids=ids)
+        self.step = 0
+        self.best = math.inf
+        self.preview = None
+
+    # -- state -------------------------------------------------------------------------------
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"gside": self.gside, "ema": self.ema, "disc": self.disc}
+
+    def state(self) -> dict:
+        return {
+            "step": self.step,
+            "data_position": self.step,  # batches consumed per rank
+            "best": self.best,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "world": self.ctx.world,
+        }
+
+    def save(self) -> Path | None:
+        if not self.ctx.main:
+            return None
+        folder = self.out / "checkpoints"
+        meta = {"config": to_dict(self.config), "mode": self.config.mode}
+        path = ckpt.save_checkpoint(
+            folder, self.step, ckpt.flat_weights(self.modules()), self.state(), meta
+        )
+        ckpt.prune(folder, self.config.checkpoint.keep_last)
+        score = self.evaluate()
+        if score < self.best:
+            self.best = score
+            ckpt.copy_as(path, self.out / "best")
+        return path
+
+    def load(self, path: Path) -> None:
+        weights, state, _ = ckpt.load_checkpoint(path)
+        for name, module in self.modules().items():
+            module.load_state_dict(ckpt.split_weights(weights, name))
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_d.load_state_dict(state["sched_d"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = int(state["step"])
+        self.best = float(state["best"])
+        self.log(f"resumed from {path} at step {self.step}")
+
+    def resume(self) -> bool:
+        path = ckpt.latest_valid(self.out / "checkpoints", log=self.log)
+        if path is None:
+            self.log(f"no valid checkpoint in {self.out / 'checkpoints'}; starting afresh")
+            return False
+        self.load(path)
+        return True
+
+    # -- one step ----------------------------------------------------------------------------
+
+    def _autocast(self):
+        if self.device.type == "cuda" and self.config.precision == "bf16":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg, lw = self.config, self.config.loss
+        dev = self.device
+        b = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+        image, mask = b["image"], b["mask"]
+        seesaw = cfg.mode == "seesaw"
+        z_id = b["source_embedding"] if seesaw else b["embedding"]
+        gen = _step_generator(cfg.seed, self.step, self.ctx.rank, 1)
+        logs: dict[str, float] = {}
+        use_gan = lw.gan > 0 and self.step >= lw.gan_start
+        self.gside.train()
+        with self._autocast():
+            raw = self.g_model(
+                image,
+                mask,
+                b["normals"],
+                b["silhouette"],
+                b["face_region"],
+                z_id,
+                masked=not seesaw,
+                generator=gen,
+            ).float()
+        fake = composite(raw, image, mask)
+
+        real_features = None
+        if use_gan:  # discriminator step on the detached composite
+            self.disc.requires_grad_(True)
+            with self._autocast():
+                outs = self.d_model(torch.cat([image, fake.detach()]), torch.cat([mask, mask]))
+            n = image.shape[0]
+            real_logits = [o[0][:n].float() for o in outs]
+            fake_logits = [o[0][n:].float() for o in outs]
+            real_features = [[f[:n].detach().float() for f in o[1]] for o in outs]
+            loss_d = losses.hinge_discriminator_loss(real_logits, fake_logits)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            if cfg.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.disc.parameters(), cfg.optim.grad_clip)
+            self.opt_d.step()
+            logs["d"] = float(loss_d.detach())
+            logs["d_real"] = float(sum(r.mean() for r in real_logits) / len(real_logits))
+            logs["d_fake"] = float(sum(f.mean() for f in fake_logits) / len(fake_logits))
+        self.sched_d.step()
+
+        # generator step
+        total = torch.zeros((), device=dev)
+        if seesaw:
+            keep = b["same"] > 0.5
+        else:
+            keep = torch.ones(image.shape[0], dtype=torch.bool, device=dev)
+        if keep.any():
+            weight = 1 + lw.l1_mask_boost * mask
+            l1 = ((raw - image).abs() * weight).mean(dim=(1, 2, 3)) / weight.mean(dim=(1, 2, 3))
+            l1 = l1[keep].mean()
+            total = total + lw.l1 * l1
+            logs["l1"] = float(l1)
+            if lw.ms_ssim:
+                structural = 1 - losses.ms_ssim(fake[keep], image[keep])
+                total = total + lw.ms_ssim * structural
+                logs["ms_ssim"] = float(structural)
+        if self.idnet is not None:
+            rows = self._identity_rows(keep, seesaw, gen)
+            if len(rows):
+                from selfswap.face.identity import extract_chips
+
+                with self._autocast():
+                    chips = extract_chips(fake[rows], b["landmarks5"][rows])
+                    emb = self.idnet(chips).float()
+                loss_id = losses.identity_loss(emb, z_id[rows])
+                total = total + lw.identity * loss_id
+                logs["id"] = float(loss_id)
+        if use_gan:
+            self.disc.requires_grad_(False)
+            with self._autocast():
+                outs = self.disc(fake, mask)  # unwrapped: no gradient sync for D here
+            loss_adv = losses.hinge_generator_loss([o[0].float() for o in outs])
+            loss_fm = losses.feature_matching_loss(
+                real_features, [[f.float() for f in o[1]] for o in outs]
+            )
+            total = total + lw.gan * loss_adv + lw.feature_matching * loss_fm
+            logs["g_adv"] = float(loss_adv)
+            logs["fm"] = float(loss_fm)
+            self.disc.requires_grad_(True)
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.optim.grad_clip:
+            norm = torch.nn.utils.clip_grad_norm_(self.gside.parameters(), cfg.optim.grad_clip)
+            logs["g_norm"] = float(norm)
+        self.opt_g.step()
+        self.sched_g.step()
+        self._update_ema()
+        logs["g_total"] = float(total)
+        self.step += 1
+        return logs
+
+    def _identity_rows(self, keep: torch.Tensor, seesaw: bool, gen: torch.Generator):
+        n = keep.shape[0]
+        if seesaw:  # identity loss where source != target
+            return torch.nonzero(~keep.cpu()).flatten()
+        k = math.ceil(self.config.loss.identity_fraction * n)
+        return torch.randperm(n, generator=gen)[:k].sort().values
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+        for e, p in zip(self.ema.parameters(), self.gside.parameters()):
+            e.lerp_(p, 1 - decay)
+        for e, p in zip(self.ema.buffers(), self.gside.buffers()):
+            e.copy_(p)
+
+    # -- previews ----------------------------------------------------------------------------
+
+    def _preview(self) -> dict | None:
+        if self.preview is None and len(self.held_rows):
+            self.preview = preview_batch(self.faces, self.held_rows, self.config)
+        return self.preview
+
+    @torch.no_grad()
+    def render_preview(self, model: nn.Module) -> dict[str, torch.Tensor] | None:
+        p = self._preview()
+        if p is None:
+            return None
+        dev = self.device
+        t = {k: v.to(dev) for k, v in p.items()}
+        seesaw = self.config.mode == "seesaw"
+        model.eval()
+        own = model(
+            t["image"],
+            t["mask"],
+            t["normals"],
+            t["silhouette"],
+            t["face_region"],
+            t["embedding"],
+            masked=not seesaw,
+        ).float()
+        swap_mask = t["swap_mask"]
+        swap = model(
+            t["image"],
+            swap_mask,
+            t["swap_normals"],
+            t["swap_silhouette"],
+            t["face_region"],
+            t["swap_embedding"],
+            masked=not seesaw,
+        ).float()
+        return {
+            "target": t["image"],
+            "input": t["image"] * (1 - t["mask"]),
+            "normals": (t["normals"] + 1) / 2,
+            "self": composite(own, t["image"], t["mask"]),
+            "source": t["image"][t["swap_source"]],
+            "swap_normals": (t["swap_normals"] + 1) / 2,
+            "swap": composite(swap, t["image"], swap_mask),
+        }
+
+    def evaluate(self) -> float:
+        """Held-out masked L1 of the EMA generator's self-reconstruction (lower is better)."""
+        views = self.render_preview(self.ema)
+        if views is None:
+            return float("nan")
+        mask = self.preview["mask"].to(self.device)
+        diff = (views["self"] - views["target"]).abs() * mask
+        return float(diff.sum() / (3 * mask.sum()).clamp_min(1))
+
+    def write_samples(self) -> Path | None:
+        views = self.render_preview(self.ema)
+        if views is None or not self.ctx.main:
+            return None
+        from PIL import Image
+
+        columns = torch.stack(list(views.values()), dim=1)  # (N, V, 3, R, R)
+        n, v, _, r, _ = columns.shape
+        grid = columns.clamp(0, 1).permute(0, 3, 1, 4, 2).reshape(n * r, v * r, 3)
+        path = self.out / "samples" / f"step-{self.step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((grid.cpu().numpy() * 255).round().astype(np.uint8)).save(path)
+        return path
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def loader(self) -> DataLoader:
+        cfg = self.config
+        sampler = ResumableSampler(
+            self.train_rows, cfg.batch_size, cfg.seed, self.ctx.rank, self.ctx.world, self.step
+        )
+        workers = cfg.data.num_workers
+        return DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=workers,
+            collate_fn=_collate,
+            multiprocessing_context="spawn" if workers else None,
+            persistent_workers=False,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def fit(self, stop_at: int | None = None) -> dict[str, float]:
+        """Train to `config.steps` (or stop early at `stop_at`, e.g. to test resuming)."""
+        cfg = self.config
+        end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+        if self.ctx.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
+        logs: dict[str, float] = {}
+        if self.step >= end:
+            return logs
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=end,
+            initial=self.step,
+            disable=not (cfg.progress and self.ctx.main),
+            unit="step",
+            dynamic_ncols=True,
+        )
+        log_file = open(self.out / "log.jsonl", "a") if self.ctx.main else None  # noqa: SIM115
+        t0, seen = time.perf_counter(), 0
+        try:
+            for batch in self.loader():
+                logs = self.train_step(batch)
+                seen += batch["image"].shape[0] * self.ctx.world
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == end:
+                    rate = seen / max(time.perf_counter() - t0, 1e-9)
+                    bar.set_postfix(l1=logs.get("l1", float("nan")), sps=f"{rate:.1f}")
+                    if log_file is not None:
+                        record = {
+                            "step": self.step,
+                            "lr_g": self.sched_g.get_last_lr()[0],
+                            "samples_per_s": rate,
+                            "time": time.time(),
+                            **logs,
+                        }
+                        log_file.write(json.dumps(record) + "\n")
+                        log_file.flush()
+                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self.write_samples()
+                if cfg.checkpoint.every and (
+                    self.step % cfg.checkpoint.every == 0 or self.step == end
+                ):
+                    self.save()
+                if self.step >= end:
+                    break
+        finally:
+            bar.close()
+            if log_file is not None:
+                log_file.close()
+        if self.ctx.world > 1:
+            dist.barrier()
+        return logs
+
+    def close(self) -> None:
+        if self.ctx.initialised_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train(
+    config: TrainConfig, resume: bool = False, stop_at: int | None = None, log=print
+) -> Trainer:
+    """Run a training job; returns the trainer (its networks hold the final weights)."""
+    trainer = Trainer(config, log=log)
+    try:
+        if resume:
+            trainer.resume()
+        trainer.fit(stop_at=stop_at)
+    finally:
+        trainer.close()
+    return trainer
