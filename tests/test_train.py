@@ -1,0 +1,348 @@
+"""Training (#5): configs, the resumable sampler, overfitting real faces, exact resume,
+corrupt checkpoints, seesaw and ablations, and two gloo processes under torchrun.
+
+Runs on 8 crops (64 px) of the two public-domain faces (flipped, shifted, zoomed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from selfswap.config import ConfigError, load_config
+from selfswap.train.batches import ResumableSampler
+from selfswap.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from selfswap.train.config import TrainConfig
+from selfswap.train.loop import Trainer, split_faces, swap_sources, train
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+TRAIN_CONFIGS = [p for p in CONFIGS if p.name.startswith(("samae", "seesaw", "ablation"))]
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    """8 prepared 64-px faces: 4 variants each of Collins and Hopper."""
+    from selfswap.data.prepare import make_settings, prepare
+    from selfswap.io.images import save_image
+    from selfswap.samples import astronaut, grace_hopper
+
+    folder = tmp_path_factory.mktemp("train-src")
+
+    def variants(img):
+        h, w = img.shape[:2]
+        yield img
+        yield img[:, ::-1]
+        yield np.pad(img, ((30, 0), (40, 0), (0, 0)), mode="edge")[:h, :w]
+        yield np.asarray(
+            Image.fromarray(img[h // 10 :, w // 12 :]).resize((w * 3 // 4, h * 3 // 4))
+        )
+
+    for name, img in (("collins", astronaut()), ("hopper", grace_hopper())):
+        for i, v in enumerate(variants(img)):
+            save_image(folder / name / f"{i}.png", np.ascontiguousarray(v))
+    out = tmp_path_factory.mktemp("train-data") / "set"
+    settings = make_settings(64, identity_from="folder")
+    prepare(folder, out, settings, identity_from="folder", progress=False, log=lambda _: None)
+    return out
+
+
+def tiny(faces: Path, out: Path, *overrides: str) -> TrainConfig:
+    """A small, fast config at 64 px."""
+    base = [
+        "size=64",
+        f"data.root={faces}",
+        f"out={out}",
+        "batch_size=4",
+        "data.held_out=2",
+        "generator.channels=[16,32,64]",
+        "generator.style_dim=64",
+        "discriminator.channels=[16,32,64]",
+        "appearance.width=8",
+        "optim.warmup=0",
+        "optim.lr_g=1e-3",
+        "log_every=1",
+        "sample_every=0",
+        "checkpoint.every=0",
+        "progress=false",
+    ]
+    return load_config(TrainConfig, None, base + list(overrides)).validate()
+
+
+def params(trainer: Trainer) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, module in trainer.modules().items():
+        for k, v in module.state_dict().items():
+            out[f"{name}.{k}"] = v.detach().clone()
+    return out
+
+
+def quiet(*_):
+    pass
+
+
+# -- configs and data order --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load_and_validate(path):
+    cfg = load_config(TrainConfig, path).validate()
+    name = path.name
+    if "no-mask" in name:
+        assert not cfg.samae_config().mask.enabled
+    if "no-scaling" in name:
+        assert not cfg.samae_config().scaling.enabled
+    if "no-perforation" in name:
+        assert not cfg.samae_config().perforation.enabled
+    if "no-appearance" in name:
+        assert cfg.generator_config().appearance_dim == 0
+    assert cfg.mode == ("seesaw" if name.startswith("seesaw") else "samae")
+    assert cfg.size == (256 if "256" in name else 128)
+
+
+def test_all_config_names_exist():
+    names = {p.name for p in CONFIGS}
+    expected = {"samae-128.yaml", "samae-256.yaml", "seesaw-128.yaml"} | {
+        f"ablation-no-{x}-128.yaml" for x in ("mask", "scaling", "perforation", "appearance")
+    }
+    assert expected <= names
+
+
+def test_bad_configs_are_refused():
+    with pytest.raises(ConfigError, match="mode"):
+        load_config(TrainConfig, None, ["mode=fancy"]).validate()
+    with pytest.raises(ConfigError, match="divisible"):
+        load_config(TrainConfig, None, ["size=100"]).validate()
+    with pytest.raises(ConfigError, match="perceptual"):
+        load_config(TrainConfig, None, ["loss.perceptual=1"]).validate()
+
+
+def test_sampler_resumes_and_shards():
+    pool = np.arange(10)
+    full = ResumableSampler(pool, 3, seed=1)
+    it = iter(full)
+    batches = [next(it) for _ in range(8)]
+    resumed = iter(ResumableSampler(pool, 3, seed=1, start=5))
+    assert [next(resumed) for _ in range(3)] == batches[5:]
+    # every epoch visits each face once; two ranks split each global batch
+    flat = [b for batch in batches for b in batch][:20]
+    assert sorted(i for e, i in flat if e == 0) == list(range(10))
+    r0, r1 = iter(ResumableSampler(pool, 2, 1, 0, 2)), iter(ResumableSampler(pool, 2, 1, 1, 2))
+    a, b = next(r0), next(r1)
+    assert not set(a) & set(b) and len(set(a) | set(b)) == 4
+
+
+def test_held_out_faces_cover_identities_and_swap_across_them():
+    identity = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    train_rows, held = split_faces(identity, 2, seed=0)
+    assert len(held) == 2 and set(identity[held]) == {0, 1}
+    assert not set(train_rows) & set(held) and len(train_rows) == 6
+    assert list(swap_sources(identity[held])) == [1, 0]
+
+
+# -- training -----------------------------------------------------------------------------------
+
+
+def test_overfitting_cuts_reconstruction_loss(faces, tmp_path):
+    cfg = tiny(
+        faces,
+        tmp_path / "run",
+        "steps=40",
+        "batch_size=8",
+        "data.held_out=0",
+        "loss.identity=0",
+        "loss.gan=0",
+        "optim.lr_g=2e-3",
+    )
+    history = []
+    trainer = Trainer(cfg, log=quiet)
+    for batch in trainer.loader():
+        history.append(trainer.train_step(batch)["l1"])
+        if trainer.step >= cfg.steps:
+            break
+    first, last = np.mean(history[:3]), np.mean(history[-3:])
+    assert last < 0.6 * first, history
+
+
+@pytest.mark.slow
+def test_overfitting_8_faces_halves_reconstruction_loss(faces, tmp_path):
+    cfg = tiny(
+        faces,
+        tmp_path / "run",
+        "steps=300",
+        "batch_size=8",
+        "data.held_out=0",
+        "optim.lr_g=2e-3",
+        "loss.identity_fraction=0.25",
+    )
+    trainer = train(cfg, log=quiet)
+    records = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    first = np.mean([r["l1"] for r in records[:5]])
+    last = np.mean([r["l1"] for r in records[-5:]])
+    assert trainer.step == 300 and last < 0.5 * first, (first, last)
+
+
+def test_resume_continues_exactly_and_writes_outputs(faces, tmp_path):
+    common = ["steps=4", "checkpoint.every=2", "sample_every=2", "loss.identity_fraction=0.5"]
+    straight = train(tiny(faces, tmp_path / "a", *common), log=quiet)
+    stopped = train(tiny(faces, tmp_path / "b", *common), stop_at=2, log=quiet)
+    assert stopped.step == 2
+    resumed = train(tiny(faces, tmp_path / "b", *common), resume=True, log=quiet)
+    assert resumed.step == 4
+    a, b = params(straight), params(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    run = tmp_path / "a"
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == [
+        "step-00000002",
+        "step-00000004",
+    ]
+    assert (run / "best" / "weights.safetensors").is_file()
+    grid = Image.open(run / "samples" / "step-00000004.png")
+    assert grid.size == (7 * 64, 2 * 64)  # 7 views x 2 held-out faces
+    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert {"l1", "ms_ssim", "id", "d", "g_adv", "fm", "samples_per_s"} <= records[-1].keys()
+
+
+def test_corrupt_checkpoint_is_refused_and_the_previous_one_used(faces, tmp_path):
+    cfg = tiny(faces, tmp_path / "run", "steps=4", "checkpoint.every=2", "loss.identity=0")
+    train(cfg, log=quiet)
+    latest = tmp_path / "run/checkpoints/step-00000004"
+    weights = latest / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(latest)
+    messages = []
+    trainer = Trainer(cfg, log=messages.append)
+    assert trainer.resume() and trainer.step == 2
+    assert any("step-00000004" in m and "truncated" in m for m in messages)
+    assert latest.exists()  # left for inspection, not deleted
+    state = latest / "state.pt"
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one flipped byte
+    state.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(latest)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["mode=seesaw"],
+        ["ablation.mask=false"],
+        ["ablation.mesh_scaling=false"],
+        ["ablation.perforation=false"],
+        ["ablation.appearance=false"],
+    ],
+    ids=["seesaw", "no-mask", "no-scaling", "no-perforation", "no-appearance"],
+)
+def test_modes_and_ablations_train(faces, tmp_path, overrides):
+    identity = "loss.identity=0.5" if overrides == ["mode=seesaw"] else "loss.identity=0"
+    cfg = tiny(faces, tmp_path / "run", "steps=2", "batch_size=4", identity, *overrides)
+    trainer = Trainer(cfg, log=quiet)
+    logs = {}
+    for batch in trainer.loader():
+        logs = trainer.train_step(batch)
+        if trainer.step >= 2:
+            break
+    assert all(np.isfinite(v) for v in logs.values())
+    if "ablation.appearance=false" in overrides:
+        assert trainer.gside.appearance is None
+    if overrides == ["mode=seesaw"]:
+        assert trainer.write_samples() is not None
+
+
+def test_cli_train_runs(faces, tmp_path):
+    from selfswap.cli import main
+
+    args = [
+        "train",
+        "--data",
+        str(faces),
+        "--out",
+        str(tmp_path / "cli"),
+        "--set",
+        "size=64",
+        "--set",
+        "steps=1",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "generator.channels=[16,32,64]",
+        "--set",
+        "loss.identity=0",
+        "--set",
+        "progress=false",
+        "--set",
+        "checkpoint.every=1",
+    ]
+    assert main(args) == 0
+    assert (tmp_path / "cli/checkpoints/step-00000001/manifest.json").is_file()
+
+
+def test_two_gloo_processes_end_with_identical_parameters(faces, tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        "import os, sys, torch\n"
+        "from selfswap.config import load_config\n"
+        "from selfswap.train.config import TrainConfig\n"
+        "from selfswap.train.loop import train\n"
+        "cfg = load_config(TrainConfig, None, sys.argv[2:]).validate()\n"
+        "t = train(cfg, log=lambda *_: None)\n"
+        "rank = int(os.environ['RANK'])\n"
+        "state = {f'{n}.{k}': v for n, m in t.modules().items()"
+        " for k, v in m.state_dict().items()}\n"
+        "torch.save(state, f'{sys.argv[1]}/rank{rank}.pt')\n"
+    )
+    cfg = tiny(faces, tmp_path / "run")
+    overrides = [
+        "size=64",
+        f"data.root={faces}",
+        f"out={tmp_path / 'run'}",
+        "batch_size=2",
+        "steps=2",
+        "data.held_out=2",
+        "generator.channels=[16,32,64]",
+        "generator.style_dim=64",
+        "discriminator.channels=[16,32,64]",
+        "appearance.width=8",
+        "loss.identity_fraction=0.5",
+        "progress=false",
+        "checkpoint.every=0",
+        "sample_every=0",
+    ]
+    assert cfg.size == 64
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29531",
+        str(script),
+        str(tmp_path),
+        *overrides,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = torch.load(tmp_path / "rank0.pt")
+    b = torch.load(tmp_path / "rank1.pt")
+    assert a.keys() == b.keys()
+    changed = False
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    fresh = Trainer(cfg, log=quiet)
+    for k, v in params(fresh).items():
+        changed |= not torch.equal(v, a[k])
+    assert changed  # they trained, in lockstep
