@@ -61,3 +61,17 @@ def test_metadata_written_to_png_and_jpeg(tmp_path, astronaut):
     assert Image.open(png).text["selfswap:source"] == "grace_hopper.png"
     jpg = save_image(tmp_path / "out.jpg", astronaut, meta)
     assert "selfswap:synthetic=true" in Image.open(jpg).getexif()[0x010E]
+
+
+def test_provenance_command(tmp_path, astronaut):
+    import subprocess
+    import sys
+
+    marked = save_image(tmp_path / "m.png", embed_watermark(astronaut), provenance_metadata())
+    plain = save_image(tmp_path / "p.png", astronaut)
+    cmd = [sys.executable, "-m", "selfswap.cli", "provenance"]
+    found = subprocess.run([*cmd, str(marked)], capture_output=True, text=True)
+    assert found.returncode == 0 and "watermark found" in found.stdout
+    assert "selfswap:synthetic: true" in found.stdout
+    missing = subprocess.run([*cmd, str(plain)], capture_output=True, text=True)
+    assert missing.returncode == 1 and "not found" in missing.stdout

@@ -95,6 +95,31 @@ def cmd_guidance(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_provenance(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from selfswap.io.images import load_image
+    from selfswap.provenance import DETECTION_THRESHOLD, watermark_score
+
+    score = watermark_score(load_image(args.image))
+    with Image.open(args.image) as img:
+        text = dict(getattr(img, "text", {}) or {})
+        description = img.getexif().get(0x010E, "")
+    meta = {k: v for k, v in text.items() if k.startswith("selfswap:")}
+    if "selfswap:synthetic" in description:
+        meta["exif"] = description
+    marked = score > DETECTION_THRESHOLD
+    print(
+        f"{args.image}: watermark {'found' if marked else 'not found'} (score {score:.1f}, "
+        f"threshold {DETECTION_THRESHOLD})"
+    )
+    for key, value in meta.items():
+        print(f"  {key}: {value}")
+    if not meta:
+        print("  no selfswap provenance metadata")
+    return 0 if (marked or meta) else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from selfswap.samples import sample_path
 
@@ -121,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mesh", action="store_true", help="do not draw the 3D mesh")
     _add_analyzer_options(p)
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser(
+        "provenance", help="check an image for selfswap's watermark and provenance metadata"
+    )
+    p.add_argument("image", type=Path)
+    p.set_defaults(func=cmd_provenance)
 
     p = sub.add_parser("models", help="list, pull or verify model files")
     p.add_argument("action", choices=["list", "pull", "verify"])
