@@ -54,6 +54,16 @@ def faces(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run best on one thread, and a second one can be starved by other jobs
+    on a 2-core machine (every OpenMP barrier then waits for a time slice)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny(faces: Path, out: Path, *overrides: str) -> TrainConfig:
     """A small, fast config at 64 px."""
     base = [
@@ -232,6 +242,26 @@ def test_corrupt_checkpoint_is_refused_and_the_previous_one_used(faces, tmp_path
     state.write_bytes(bytes(data))
     with pytest.raises(CheckpointError):
         load_checkpoint(latest)
+
+
+def test_a_signal_stops_at_a_step_boundary_with_a_checkpoint(faces, tmp_path):
+    import signal
+
+    cfg = tiny(faces, tmp_path / "run", "steps=10", "checkpoint.every=0", "loss.identity=0")
+    trainer = Trainer(cfg, log=quiet)
+    step = trainer.train_step
+
+    def interrupted_at_3(batch):
+        logs = step(batch)
+        if trainer.step == 3:
+            signal.raise_signal(signal.SIGINT)  # as Ctrl-C, in the middle of training
+        return logs
+
+    trainer.train_step = interrupted_at_3
+    trainer.fit()
+    assert trainer.interrupted and trainer.step == 3
+    assert [p.name for p in list_checkpoints(tmp_path / "run/checkpoints")] == ["step-00000003"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @pytest.mark.parametrize(

@@ -46,5 +46,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     trainer = train(load_train_config(args), resume=args.resume, stop_at=args.stop_at)
     if trainer.ctx.main:
-        print(f"finished at step {trainer.step}; run folder {trainer.config.out}")
-    return 0
+        verb = "stopped" if trainer.interrupted else "finished"
+        print(f"{verb} at step {trainer.step}; run folder {trainer.config.out}")
+        if trainer.interrupted:
+            print("continue with the same command and --resume")
+    return 130 if trainer.interrupted else 0

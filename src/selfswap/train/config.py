@@ -83,6 +83,7 @@ class TrainConfig:
     log_every: int = 10
     sample_every: int = 500
     progress: bool = True
+    threads: int = 0  # torch intra-op threads (0 = torch's default: one per core)
     data: DataConfig = field(default_factory=DataConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
     samae: SamaeConfig = field(default_factory=SamaeConfig)

@@ -17,7 +17,10 @@ import copy
 import json
 import math
 import os
+import signal
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,6 +201,8 @@ class Trainer:
         self.out = Path(config.out)
         self.device = self.ctx.device
         torch.manual_seed(config.seed)
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
         if not config.data.root:
             raise SelfswapError("no training data: set data.root (or pass --data DIR).")
         self.faces = FaceDataset(config.data.root, size=config.size)
@@ -238,6 +243,10 @@ class Trainer:
         self.step = 0
         self.best = math.inf
         self.preview = None
+        #: set to a dict to accumulate seconds per part of `train_step` (benchmarks)
+        self.timings: dict[str, float] | None = None
+        self.interrupted = False  # set when a signal stopped `fit`
+        self._last_mark = 0.0
 
     # -- state -------------------------------------------------------------------------------
 
@@ -261,14 +270,20 @@ class Trainer:
         if not self.ctx.main:
             return None
         folder = self.out / "checkpoints"
-        meta = {"config": to_dict(self.config), "mode": self.config.mode}
+        score = self.evaluate()  # before the state is written: `best` must be in it
+        improved = score < self.best
+        if improved:
+            self.best = score
+        meta = {
+            "config": to_dict(self.config),
+            "mode": self.config.mode,
+            "heldout_l1": None if math.isnan(score) else score,
+        }
         path = ckpt.save_checkpoint(
             folder, self.step, ckpt.flat_weights(self.modules()), self.state(), meta
         )
         ckpt.prune(folder, self.config.checkpoint.keep_last)
-        score = self.evaluate()
-        if score < self.best:
-            self.best = score
+        if improved:
             ckpt.copy_as(path, self.out / "best")
         return path
 
@@ -283,6 +298,11 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
         self.best = float(state["best"])
+        if int(state.get("world", 1)) != self.ctx.world:
+            self.log(
+                f"warning: {path} was written by {state['world']} process(es), this run has "
+                f"{self.ctx.world}: training continues, but not as the same data order."
+            )
         self.log(f"resumed from {path} at step {self.step}")
 
     def resume(self) -> bool:
@@ -300,8 +320,19 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _mark(self, name: str | None = None) -> None:
+        if self.timings is None:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        if name is not None:
+            self.timings[name] = self.timings.get(name, 0.0) + now - self._last_mark
+        self._last_mark = now
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg, lw = self.config, self.config.loss
+        self._mark()
         dev = self.device
         b = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
         image, mask = b["image"], b["mask"]
@@ -323,6 +354,7 @@ class Trainer:
                 generator=gen,
             ).float()
         fake = composite(raw, image, mask)
+        self._mark("g_forward")
 
         real_features = None
         if use_gan:  # discriminator step on the detached composite
@@ -340,9 +372,12 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.disc.parameters(), cfg.optim.grad_clip)
             self.opt_d.step()
             logs["d"] = float(loss_d.detach())
-            logs["d_real"] = float(sum(r.mean() for r in real_logits) / len(real_logits))
-            logs["d_fake"] = float(sum(f.mean() for f in fake_logits) / len(fake_logits))
-        self.sched_d.step()
+            logs["d_real"] = float(sum(r.detach().mean() for r in real_logits) / len(real_logits))
+            logs["d_fake"] = float(sum(f.detach().mean() for f in fake_logits) / len(fake_logits))
+        with warnings.catch_warnings():  # D skipped before gan_start: keep the schedule
+            warnings.simplefilter("ignore", UserWarning)
+            self.sched_d.step()
+        self._mark("d_step")
 
         # generator step
         total = torch.zeros((), device=dev)
@@ -355,11 +390,12 @@ class Trainer:
             l1 = ((raw - image).abs() * weight).mean(dim=(1, 2, 3)) / weight.mean(dim=(1, 2, 3))
             l1 = l1[keep].mean()
             total = total + lw.l1 * l1
-            logs["l1"] = float(l1)
+            logs["l1"] = float(l1.detach())
             if lw.ms_ssim:
                 structural = 1 - losses.ms_ssim(fake[keep], image[keep])
                 total = total + lw.ms_ssim * structural
-                logs["ms_ssim"] = float(structural)
+                logs["ms_ssim"] = float(structural.detach())
+        self._mark("recon_loss")
         if self.idnet is not None:
             rows = self._identity_rows(keep, seesaw, gen)
             if len(rows):
@@ -370,28 +406,35 @@ class Trainer:
                     emb = self.idnet(chips).float()
                 loss_id = losses.identity_loss(emb, z_id[rows])
                 total = total + lw.identity * loss_id
-                logs["id"] = float(loss_id)
+                logs["id"] = float(loss_id.detach())
+            self._mark("id_forward")
         if use_gan:
             self.disc.requires_grad_(False)
             with self._autocast():
                 outs = self.disc(fake, mask)  # unwrapped: no gradient sync for D here
             loss_adv = losses.hinge_generator_loss([o[0].float() for o in outs])
-            loss_fm = losses.feature_matching_loss(
-                real_features, [[f.float() for f in o[1]] for o in outs]
-            )
-            total = total + lw.gan * loss_adv + lw.feature_matching * loss_fm
-            logs["g_adv"] = float(loss_adv)
-            logs["fm"] = float(loss_fm)
+            total = total + lw.gan * loss_adv
+            logs["g_adv"] = float(loss_adv.detach())
+            if keep.any() and lw.feature_matching:  # a reconstruction term: same rows only
+                loss_fm = losses.feature_matching_loss(
+                    [[f[keep] for f in scale] for scale in real_features],
+                    [[f[keep].float() for f in o[1]] for o in outs],
+                )
+                total = total + lw.feature_matching * loss_fm
+                logs["fm"] = float(loss_fm.detach())
             self.disc.requires_grad_(True)
+            self._mark("g_adv_forward")
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
+        self._mark("g_backward")
         if cfg.optim.grad_clip:
             norm = torch.nn.utils.clip_grad_norm_(self.gside.parameters(), cfg.optim.grad_clip)
             logs["g_norm"] = float(norm)
         self.opt_g.step()
         self.sched_g.step()
         self._update_ema()
-        logs["g_total"] = float(total)
+        self._mark("g_update_ema")
+        logs["g_total"] = float(total.detach())
         self.step += 1
         return logs
 
@@ -496,6 +539,37 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
 
+    # -- stopping on SIGINT / SIGTERM at a step boundary ---------------------------------------
+
+    def _catch_signals(self) -> None:
+        """First Ctrl-C / SIGTERM: finish the step, write a checkpoint, stop (a second
+        one interrupts at once). Only from the main thread (signal handlers live there)."""
+        self._signal = False
+        self._old_handlers = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum, frame):
+            if self._signal:  # second time: give up now
+                raise KeyboardInterrupt
+            self._signal = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.signal(sig, handler)
+
+    def _restore_signals(self) -> None:
+        for sig, old in getattr(self, "_old_handlers", {}).items():
+            signal.signal(sig, old)
+        self._old_handlers = {}
+
+    def _stop_requested(self) -> bool:
+        flag = bool(getattr(self, "_signal", False))
+        if self.ctx.world > 1:  # every rank stops at the same step
+            t = torch.tensor([int(flag)], device=self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item())
+        return flag
+
     def fit(self, stop_at: int | None = None) -> dict[str, float]:
         """Train to `config.steps` (or stop early at `stop_at`, e.g. to test resuming)."""
         cfg = self.config
@@ -516,7 +590,9 @@ class Trainer:
             dynamic_ncols=True,
         )
         log_file = open(self.out / "log.jsonl", "a") if self.ctx.main else None  # noqa: SIM115
+        board = _tensorboard(self.out / "tensorboard") if self.ctx.main else None
         t0, seen = time.perf_counter(), 0
+        self._catch_signals()
         try:
             for batch in self.loader():
                 logs = self.train_step(batch)
@@ -535,18 +611,31 @@ class Trainer:
                         }
                         log_file.write(json.dumps(record) + "\n")
                         log_file.flush()
-                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                    if board is not None:
+                        for key, value in logs.items():
+                            board.add_scalar(f"train/{key}", value, self.step)
+                        board.add_scalar("train/samples_per_s", rate, self.step)
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.ctx.main:
                     self.write_samples()
-                if cfg.checkpoint.every and (
-                    self.step % cfg.checkpoint.every == 0 or self.step == end
+                stopping = self._stop_requested()
+                if stopping or (
+                    cfg.checkpoint.every
+                    and (self.step % cfg.checkpoint.every == 0 or self.step == end)
                 ):
                     self.save()
+                if stopping:
+                    self.interrupted = True
+                    self.log(f"\nstopped by a signal at step {self.step}; checkpoint written")
+                    break
                 if self.step >= end:
                     break
         finally:
+            self._restore_signals()
             bar.close()
             if log_file is not None:
                 log_file.close()
+            if board is not None:
+                board.close()
         if self.ctx.world > 1:
             dist.barrier()
         return logs
@@ -554,6 +643,15 @@ class Trainer:
     def close(self) -> None:
         if self.ctx.initialised_here and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _tensorboard(folder: Path):
+    """A TensorBoard writer when `tensorboard` is installed, else None (JSONL only)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))
 
 
 def train(
