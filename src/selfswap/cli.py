@@ -12,15 +12,9 @@ from selfswap.errors import SelfswapError
 
 
 def _add_analyzer_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML/JSON file with analyzer settings")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set detector=mmod (repeatable)",
-    )
+    from selfswap.config import add_config_arguments
+
+    add_config_arguments(p, "YAML/JSON file with analyzer settings", "--set detector=hog")
 
 
 def _analyzer_config(args: argparse.Namespace):

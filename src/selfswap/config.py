@@ -142,3 +142,17 @@ def _merge(base: dict, update: dict) -> None:
 
 def save_config(config: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def add_config_arguments(parser, config_help: str, example: str) -> None:
+    """The `--config FILE` and repeatable `--set key=value` options every command with a
+    config shares (argparse parser)."""
+    parser.add_argument("--config", help=config_help)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a setting, e.g. {example} (repeatable)",
+    )

@@ -7,7 +7,6 @@ extracts the one member, checks its sha256 and moves it into `$SELFSWAP_HOME/mod
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -21,6 +20,7 @@ from functools import cache
 from pathlib import Path
 
 from selfswap.errors import ModelFileError
+from selfswap.io.files import sha256_of
 from selfswap.paths import selfswap_home
 
 PULL_HINT = "run `selfswap models pull` (or `make install`)"
@@ -71,14 +71,6 @@ def expected_path(name: str) -> Path:
             )
         return Path(next(iter(found.submodule_search_locations))) / spec.member
     return models_dir() / Path(spec.member).name
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _status(name: str, check_hash: bool) -> str:

@@ -11,7 +11,6 @@ a folder whose files do not match its manifest (truncated, corrupted) is refused
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from selfswap.errors import SelfswapError
+from selfswap.io.files import sha256_of
 
 WEIGHTS = "weights.safetensors"
 STATE = "state.pt"
@@ -30,14 +30,6 @@ PREFIX = "step-"
 
 class CheckpointError(SelfswapError):
     """A checkpoint is missing, truncated or corrupt."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -80,7 +72,7 @@ def save_checkpoint(
     files = {}
     for name in (WEIGHTS, STATE):
         _fsync(tmp / name)
-        files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+        files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": sha256_of(tmp / name)}
     manifest = {"step": step, "files": files, **meta}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     _fsync(tmp / MANIFEST)
@@ -111,7 +103,7 @@ def verify_checkpoint(path: Path) -> dict:
                 f"{path}: {name} is truncated or damaged ({size} bytes, expected "
                 f"{expect['bytes']}); this checkpoint cannot be used."
             )
-        if _sha256(file) != expect["sha256"]:
+        if sha256_of(file) != expect["sha256"]:
             raise CheckpointError(
                 f"{path}: {name} is corrupt (checksum mismatch); this checkpoint cannot be used."
             )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from selfswap.config import add_config_arguments
+
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -12,14 +14,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         description="Train on a folder written by `selfswap prepare`. Run under "
         "`torchrun --nproc-per-node N -m selfswap.cli train ...` for several processes.",
     )
-    p.add_argument("--config", help="YAML/JSON training config, e.g. configs/samae-128.yaml")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set steps=100 --set loss.identity=0 (repeatable)",
+    add_config_arguments(
+        p, "YAML/JSON training config, e.g. configs/samae-128.yaml", "--set steps=100"
     )
     p.add_argument("--data", help="prepared data folder (sets data.root)")
     p.add_argument("--out", help="run folder: checkpoints, samples, log.jsonl (sets out)")
