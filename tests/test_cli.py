@@ -98,3 +98,24 @@ def test_missing_models_name_the_fix(tmp_path):
         timeout=300,
     )
     assert_clean_error(result, "selfswap models pull")
+
+
+def test_swap_refusals(tmp_path):
+    astronaut, hopper = str(sample_path("astronaut")), str(sample_path("grace_hopper"))
+    existing = tmp_path / "exists.png"
+    existing.write_bytes(b"keep me")
+    model = str(tmp_path)  # never reached: the refusals come first
+    result = run("swap", "-s", hopper, "-t", astronaut, "-o", str(existing), "--model", model)
+    assert_clean_error(result, "--overwrite")
+    assert existing.read_bytes() == b"keep me"
+    same = run("swap", "-s", astronaut, "-t", astronaut, "-o", str(tmp_path / "o.png"),
+               "--model", model)  # fmt: skip
+    assert_clean_error(same, "same file")
+    fmt = run(
+        "swap", "-s", hopper, "-t", astronaut, "-o", str(tmp_path / "o.xyz"), "--model", model
+    )
+    assert_clean_error(fmt, "unknown output format")
+    nomodel = run("swap", "-s", hopper, "-t", astronaut, "-o", str(tmp_path / "o.png"),
+                  "--model", model)  # fmt: skip
+    assert_clean_error(nomodel, "not a training run")
+    assert not (tmp_path / "o.png").exists()

@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import tiny_train_config as tiny
 from selfswap.config import ConfigError, load_config
 from selfswap.train.batches import ResumableSampler
 from selfswap.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
@@ -28,30 +29,8 @@ TRAIN_CONFIGS = [p for p in CONFIGS if p.name.startswith(("samae", "seesaw", "ab
 
 
 @pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> Path:
-    """8 prepared 64-px faces: 4 variants each of Collins and Hopper."""
-    from selfswap.data.prepare import make_settings, prepare
-    from selfswap.io.images import save_image
-    from selfswap.samples import astronaut, grace_hopper
-
-    folder = tmp_path_factory.mktemp("train-src")
-
-    def variants(img):
-        h, w = img.shape[:2]
-        yield img
-        yield img[:, ::-1]
-        yield np.pad(img, ((30, 0), (40, 0), (0, 0)), mode="edge")[:h, :w]
-        yield np.asarray(
-            Image.fromarray(img[h // 10 :, w // 12 :]).resize((w * 3 // 4, h * 3 // 4))
-        )
-
-    for name, img in (("collins", astronaut()), ("hopper", grace_hopper())):
-        for i, v in enumerate(variants(img)):
-            save_image(folder / name / f"{i}.png", np.ascontiguousarray(v))
-    out = tmp_path_factory.mktemp("train-data") / "set"
-    settings = make_settings(64, identity_from="folder")
-    prepare(folder, out, settings, identity_from="folder", progress=False, log=lambda _: None)
-    return out
+def faces(train_faces) -> Path:
+    return train_faces
 
 
 @pytest.fixture(autouse=True)
@@ -62,28 +41,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def tiny(faces: Path, out: Path, *overrides: str) -> TrainConfig:
-    """A small, fast config at 64 px."""
-    base = [
-        "size=64",
-        f"data.root={faces}",
-        f"out={out}",
-        "batch_size=4",
-        "data.held_out=2",
-        "generator.channels=[16,32,64]",
-        "generator.style_dim=64",
-        "discriminator.channels=[16,32,64]",
-        "appearance.width=8",
-        "optim.warmup=0",
-        "optim.lr_g=1e-3",
-        "log_every=1",
-        "sample_every=0",
-        "checkpoint.every=0",
-        "progress=false",
-    ]
-    return load_config(TrainConfig, None, base + list(overrides)).validate()
 
 
 def params(trainer: Trainer) -> dict[str, torch.Tensor]:

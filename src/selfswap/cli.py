@@ -114,6 +114,53 @@ def cmd_provenance(args: argparse.Namespace) -> int:
     return 0 if (marked or meta) else 1
 
 
+def _parse_faces(spec: str, analyzer):
+    from selfswap.errors import NoFaceError, SelfswapError
+    from selfswap.io.images import load_image
+
+    if spec == "all":
+        return "all"
+    if spec.startswith("ref:"):
+        faces = analyzer.analyze(load_image(spec[4:]))
+        if not faces:
+            raise NoFaceError(f"No face found in the reference photo {spec[4:]}.")
+        return max(faces, key=lambda f: f.width).embedding
+    try:
+        return [int(i) for i in spec.split(",")]
+    except ValueError:
+        raise SelfswapError(
+            f"--faces must be all, indices like 0,2, or ref:IMAGE, not {spec!r}."
+        ) from None
+
+
+def cmd_swap(args: argparse.Namespace) -> int:
+    from selfswap.errors import SelfswapError
+    from selfswap.io.images import image_format_for, load_image, save_image
+    from selfswap.provenance import provenance_metadata
+    from selfswap.swap.pipeline import FaceSwapper
+
+    image_format_for(args.output)
+    if args.output.exists() and not args.overwrite:
+        raise SelfswapError(f"{args.output} exists; pass --overwrite to replace it.")
+    inputs = {p.resolve() for p in [*args.source, args.target]}
+    if args.output.resolve() in inputs:
+        raise SelfswapError("The output path is one of the inputs; choose another name.")
+    if args.target.resolve() in {p.resolve() for p in args.source}:
+        raise SelfswapError("Source and target are the same file.")
+    sources = [load_image(p) for p in args.source]
+    target = load_image(args.target)
+    swapper = FaceSwapper.from_run(args.model)
+    result = swapper.swap_image(sources, target, faces=_parse_faces(args.faces, swapper.analyzer))
+    for note in result.notes:
+        print(f"note: {note}")
+    meta = provenance_metadata(
+        source=",".join(p.name for p in args.source), target=args.target.name, model=str(args.model)
+    )
+    save_image(args.output, result.image, meta)
+    print(f"swapped face(s) {result.swapped} of {len(result.faces)}; wrote {args.output}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from selfswap.samples import sample_path
 
@@ -146,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("image", type=Path)
     p.set_defaults(func=cmd_provenance)
+
+    p = sub.add_parser("swap", help="swap the source person into the faces of a target photo")
+    p.add_argument("--source", "-s", type=Path, action="append", required=True,
+                   help="photo of the source person (repeat for several photos)")  # fmt: skip
+    p.add_argument("--target", "-t", type=Path, required=True)
+    p.add_argument("--output", "-o", type=Path, required=True)
+    p.add_argument("--faces", default="all", help="all, indices (0,2; left to right), ref:IMAGE")
+    p.add_argument("--model", type=Path, required=True, help="training run or checkpoint folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=cmd_swap)
 
     p = sub.add_parser("models", help="list, pull or verify model files")
     p.add_argument("action", choices=["list", "pull", "verify"])

@@ -1,0 +1,185 @@
+"""Image face swapping with a trained SAMAE generator (DESIGN.md §3).
+
+Per target face: align to the canonical crop, render the swap geometry (source shape with the
+target's expression and pose), build the deterministic swap mask, run the generator with the
+source's identity and the target's appearance, composite inside the mask, paste back with a
+feathered edge. The output carries selfswap's watermark (see `selfswap.provenance`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from selfswap.errors import NoFaceError, SelfswapError
+from selfswap.face import align
+from selfswap.face.analyzer import AnalyzerConfig, FaceAnalyzer
+from selfswap.face.types import Face
+from selfswap.io.images import as_rgb_array
+from selfswap.provenance import embed_watermark
+
+
+@dataclass
+class SourceIdentity:
+    """What a swap takes from the source person: identity embedding and 3DMM face shape,
+    averaged over one or more photos."""
+
+    embedding: np.ndarray  # (128,)
+    shape: np.ndarray  # (40,)
+    photos: int = 1
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SwapResult:
+    image: np.ndarray  # (H, W, 3) uint8, watermarked
+    faces: list[Face]  # all faces found in the target, left to right
+    swapped: list[int]  # indices into `faces`
+    crops: np.ndarray  # (N, R, R, 3) uint8 generated crops (composited)
+    notes: list[str] = field(default_factory=list)  # e.g. "source photo #1 shows 2 faces"
+
+
+def _largest(faces: list[Face]) -> Face:
+    return max(faces, key=lambda f: f.width)
+
+
+class FaceSwapper:
+    """A loaded model plus the analysis it needs. `model` is the training code's
+    `GeneratorSide` (generator + appearance encoder), in eval mode."""
+
+    def __init__(self, model: torch.nn.Module, config, device: str = "cpu") -> None:
+        self.model = model.eval().requires_grad_(False).to(device)
+        self.config = config
+        self.size = int(config.size)
+        self.device = device
+        self.analyzer = FaceAnalyzer(AnalyzerConfig(embedding="dlib"))
+
+    @classmethod
+    def from_run(cls, path: str | Path, device: str = "cpu") -> FaceSwapper:
+        """Load the EMA generator of a training run folder (its `best/`, else its latest
+        checkpoint) or of one checkpoint folder."""
+        from selfswap.config import load_config
+        from selfswap.train import checkpoint as ckpt
+        from selfswap.train.config import TrainConfig
+        from selfswap.train.loop import GeneratorSide
+
+        path = Path(path)
+        run = path if (path / "config.yaml").is_file() else path.parent.parent
+        if not (run / "config.yaml").is_file():
+            raise SelfswapError(f"{path}: not a training run or checkpoint folder.")
+        if (path / ckpt.WEIGHTS).is_file():
+            checkpoint = path
+        elif (path / "best" / ckpt.WEIGHTS).is_file():
+            checkpoint = path / "best"
+        else:
+            checkpoint = ckpt.latest_valid(path / "checkpoints", log=lambda *_: None)
+            if checkpoint is None:
+                raise SelfswapError(f"{path}: the run has no usable checkpoint yet.")
+        config = load_config(TrainConfig, run / "config.yaml")
+        weights, _, _ = ckpt.load_checkpoint(checkpoint)
+        model = GeneratorSide(config)
+        model.load_state_dict(ckpt.split_weights(weights, "ema"))
+        return cls(model, config, device)
+
+    @cached_property
+    def masks(self):
+        from selfswap.geometry.render import Renderer
+        from selfswap.samae.masks import MaskBuilder
+
+        return MaskBuilder(Renderer(self.size), self.config.samae_config())
+
+    def source_identity(self, sources: list) -> SourceIdentity:
+        """Identity and shape of the source person from one or more photos (the largest face
+        of each; a note says when a photo held several)."""
+        embeddings, shapes, notes = [], [], []
+        for i, source in enumerate(sources):
+            faces = self.analyzer.analyze(source)
+            if not faces:
+                raise NoFaceError(f"No face found in source photo #{i + 1}.")
+            if len(faces) > 1:
+                notes.append(f"source photo #{i + 1} shows {len(faces)} faces; using the largest.")
+            face = _largest(faces)
+            embeddings.append(face.embedding)
+            shapes.append(face.shape)
+        return SourceIdentity(
+            np.mean(embeddings, axis=0), np.mean(shapes, axis=0), len(sources), notes
+        )
+
+    def swap_faces(
+        self, target_rgb: np.ndarray, faces: list[Face], source: SourceIdentity
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For target faces: generated crops `(N, R, R, 3)` uint8, swap masks `(N, R, R)` and
+        alignment matrices `(N, 2, 3)` (image → crop)."""
+        from selfswap.geometry.mesh import Geometry
+        from selfswap.nets.generator import composite
+
+        r = self.size
+        matrices = np.stack([align.alignment_matrix(f.landmarks68, r) for f in faces])
+        crops = np.stack([align.warp_to_crop(target_rgb, m, r) for m in matrices])
+        cameras = np.stack([align.camera_to_crop(f.camera, m) for f, m in zip(faces, matrices)])
+        geometry = Geometry(
+            np.stack([f.shape for f in faces]).astype(np.float32),
+            np.stack([f.expression for f in faces]).astype(np.float32),
+            cameras,
+        )
+        swap = self.masks.swap(geometry, source.shape.astype(np.float32))
+
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.device)
+
+        image = tensor(crops.transpose(0, 3, 1, 2) / 255.0)
+        mask = tensor(swap.mask)
+        z_id = tensor(np.repeat(source.embedding[None], len(faces), axis=0))
+        with torch.no_grad():
+            raw = self.model(
+                image, mask, tensor(swap.normals), tensor(swap.silhouette),
+                tensor(swap.target_region), z_id,
+            )  # fmt: skip
+            out = composite(raw.float(), image, mask)
+        generated = (out.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+        return generated, swap.mask[:, 0], matrices
+
+    def swap_image(self, sources: list, target, faces="all", watermark: bool = True) -> SwapResult:
+        """Swap the source person into the chosen faces of the target image.
+
+        `faces`: "all", a list of indices (left to right), or a `Face` embedding `(128,)` to
+        match within dlib's 0.6 distance (faces of one particular person).
+        """
+        from selfswap.swap.blend import paste_back_many
+
+        target_rgb = as_rgb_array(target)
+        found = self.analyzer.analyze(target_rgb)
+        if not found:
+            raise NoFaceError("No face found in the target image.")
+        chosen = select_faces(found, faces)
+        source = self.source_identity(sources)
+        crops, masks, matrices = self.swap_faces(target_rgb, [found[i] for i in chosen], source)
+        out = paste_back_many(target_rgb, crops, matrices, masks)
+        if watermark:
+            out = embed_watermark(out)
+        return SwapResult(out, found, chosen, crops, source.notes)
+
+
+def select_faces(found: list[Face], faces) -> list[int]:
+    """Indices of the faces to swap: "all", explicit indices, or a reference embedding."""
+    if isinstance(faces, str):
+        if faces != "all":
+            raise SelfswapError(f"faces must be 'all', indices or a reference, got {faces!r}.")
+        return list(range(len(found)))
+    if isinstance(faces, np.ndarray):
+        chosen = [i for i, f in enumerate(found) if np.linalg.norm(f.embedding - faces) < 0.6]
+        if not chosen:
+            raise NoFaceError("No face in the target matches the reference person.")
+        return chosen
+    chosen = sorted(set(int(i) for i in faces))
+    bad = [i for i in chosen if not 0 <= i < len(found)]
+    if bad:
+        raise SelfswapError(
+            f"Face index {bad[0]} does not exist; the target has {len(found)} face(s) "
+            f"(0 to {len(found) - 1}, left to right)."
+        )
+    return chosen
