@@ -119,3 +119,20 @@ def test_swap_refusals(tmp_path):
                   "--model", model)  # fmt: skip
     assert_clean_error(nomodel, "not a training run")
     assert not (tmp_path / "o.png").exists()
+
+
+def test_video_refusals(tmp_path):
+    hopper = str(sample_path("grace_hopper"))
+    junk = tmp_path / "in.mp4"
+    junk.write_bytes(bytes(range(256)) * 40)
+    bad_fmt = run("video", "-s", hopper, "-t", str(junk), "-o", str(tmp_path / "o.gif"),
+                  "--model", str(tmp_path))  # fmt: skip
+    assert result_mentions(bad_fmt, "format")
+    unreadable = run("video", "-s", hopper, "-t", str(junk), "-o", str(tmp_path / "o.mp4"),
+                     "--model", str(tmp_path))  # fmt: skip
+    assert unreadable.returncode != 0 and "Traceback" not in unreadable.stderr
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def result_mentions(result: subprocess.CompletedProcess, fragment: str) -> bool:
+    return result.returncode != 0 and "Traceback" not in result.stderr and fragment in result.stderr

@@ -74,3 +74,30 @@ def test_bad_requests(swapper, astronaut, grace_hopper):
 def test_from_run_refuses_other_folders(tmp_path: Path):
     with pytest.raises(SelfswapError, match="not a training run"):
         FaceSwapper.from_run(tmp_path)
+
+
+def test_video_swap_keeps_frames_fps_and_audio(swapper, astronaut, grace_hopper, tmp_path):
+    import av
+
+    from selfswap.swap.pipeline import swap_video
+    from selfswap.swap.video import probe
+    from test_video import pan_frames, write_clip
+
+    frames = pan_frames(astronaut, grace_hopper)[:8]
+    frames[3] = np.full_like(frames[3], 128)  # a frame without a face passes through
+    clip = tmp_path / "in.mp4"
+    write_clip(clip, frames, seconds=len(frames) / 25)
+    out = tmp_path / "out.mp4"
+    stats = swap_video(swapper, [grace_hopper], clip, out, progress=False, watermark=False)
+    assert stats.frames == 8
+    src, dst = probe(clip), probe(out)
+    assert dst.frames == 8 and dst.fps == src.fps and dst.has_audio
+    assert (dst.width, dst.height) == (640, 480)
+    with av.open(str(out)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert np.abs(decoded[3].astype(int) - 128).mean() < 2
+    x0, y0, x1, y1 = swapper.fast_analyzer.analyze(frames[0])[0].box.astype(int)
+    face_change = np.abs(decoded[0][y0:y1, x0:x1].astype(int) - frames[0][y0:y1, x0:x1])
+    assert face_change.mean() > 5  # the face was swapped, not just re-encoded
+    with pytest.raises(SelfswapError):
+        swap_video(swapper, [grace_hopper], clip, out, progress=False)  # exists

@@ -161,6 +161,24 @@ def cmd_swap(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_video(args: argparse.Namespace) -> int:
+    from selfswap.errors import SelfswapError
+    from selfswap.io.images import load_image
+    from selfswap.swap.pipeline import FaceSwapper, swap_video
+    from selfswap.swap.video import check_output
+
+    check_output(args.output, args.overwrite)
+    if args.output.resolve() == args.target.resolve():
+        raise SelfswapError("The output path is the input video; choose another name.")
+    sources = [load_image(p) for p in args.source]
+    swapper = FaceSwapper.from_run(args.model)
+    faces = _parse_faces(args.faces, swapper.analyzer)
+    stats = swap_video(swapper, sources, args.target, args.output, faces, args.overwrite)
+    print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps); "
+          f"wrote {args.output}")  # fmt: skip
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from selfswap.samples import sample_path
 
@@ -203,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="training run or checkpoint folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_swap)
+
+    p = sub.add_parser("video", help="swap the source person into a video (audio kept)")
+    p.add_argument("--source", "-s", type=Path, action="append", required=True)
+    p.add_argument("--target", "-t", type=Path, required=True, help="input video")
+    p.add_argument("--output", "-o", type=Path, required=True, help=".mp4, .mov, .mkv, .m4v")
+    p.add_argument("--faces", default="all", help="all, indices (0,2; left to right), ref:IMAGE")
+    p.add_argument("--model", type=Path, required=True, help="training run or checkpoint folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=cmd_video)
 
     p = sub.add_parser("models", help="list, pull or verify model files")
     p.add_argument("action", choices=["list", "pull", "verify"])

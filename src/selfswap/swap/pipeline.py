@@ -86,6 +86,12 @@ class FaceSwapper:
         return cls(model, config, device)
 
     @cached_property
+    def fast_analyzer(self) -> FaceAnalyzer:
+        """Analysis without identity embeddings (video frames need none unless faces are
+        chosen by reference)."""
+        return FaceAnalyzer(AnalyzerConfig(embedding="none"))
+
+    @cached_property
     def masks(self):
         from selfswap.geometry.render import Renderer
         from selfswap.samae.masks import MaskBuilder
@@ -183,3 +189,57 @@ def select_faces(found: list[Face], faces) -> list[int]:
             f"(0 to {len(found) - 1}, left to right)."
         )
     return chosen
+
+
+def swap_video(
+    swapper: FaceSwapper,
+    sources: list,
+    in_path,
+    out_path,
+    faces="all",
+    overwrite: bool = False,
+    progress: bool = True,
+    watermark: bool = True,
+):
+    """Swap the source person into a video, keeping its frame timing and audio.
+
+    Faces are tracked across frames and their landmarks and 3DMM parameters smoothed (reset
+    at scene cuts) so the swapped face does not jitter; frames without a chosen face pass
+    through unchanged (still watermarked). Returns `ProcessStats`.
+    """
+    from dataclasses import replace
+
+    from selfswap.swap.blend import paste_back_many
+    from selfswap.swap.smoothing import FaceTracker, scene_cut
+    from selfswap.swap.video import check_output, probe, process_video
+
+    check_output(out_path, overwrite)
+    info = probe(in_path)
+    source = swapper.source_identity(sources)
+    analyzer = swapper.analyzer if isinstance(faces, np.ndarray) else swapper.fast_analyzer
+    tracker = FaceTracker(freq=float(info.fps))
+    previous: list[np.ndarray] = []
+
+    def swap_frame(frame: np.ndarray) -> np.ndarray:
+        cut = bool(previous) and scene_cut(previous[0], frame)
+        previous[:] = [frame]
+        found = analyzer.analyze(frame)
+        try:
+            picked = [found[i] for i in select_faces(found, faces)] if found else []
+        except NoFaceError:
+            picked = []
+        keys = ("landmarks68", "camera", "shape", "expression")
+        tracks = tracker.update(
+            [{"box": f.box, **{k: getattr(f, k) for k in keys}} for f in picked], cut=cut
+        )
+        out = frame
+        if picked:
+            smooth = [
+                replace(f, **{k: np.asarray(s[k], np.float32) for k in ("box", *keys)})
+                for f, (_, s) in zip(picked, tracks)
+            ]
+            crops, masks, matrices = swapper.swap_faces(frame, smooth, source)
+            out = paste_back_many(frame, crops, matrices, masks)
+        return embed_watermark(out) if watermark else out
+
+    return process_video(in_path, out_path, swap_frame, progress=progress, overwrite=overwrite)
