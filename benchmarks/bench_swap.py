@@ -1,0 +1,74 @@
+"""End-to-end swap speed on a 640x480 photo with one face, with a per-stage breakdown.
+
+Usage: python benchmarks/bench_swap.py --model RUN_OR_CHECKPOINT [--repeat 10] [--threads 2]
+Baseline for ratios: the whole `swap_image` call (source identity precomputed).
+Targets (issue #6, 2-core CPU): generator ≤ 60 ms per face at 128 (batch of 8), end to end
+≤ 150 ms per 640x480 photo with one face.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_analyze import photo_640x480, timed  # noqa: E402
+from selfswap.face import align  # noqa: E402
+from selfswap.samples import grace_hopper  # noqa: E402
+from selfswap.swap.blend import paste_back_many  # noqa: E402
+from selfswap.swap.pipeline import FaceSwapper  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    swapper = FaceSwapper.from_run(args.model)
+    target = photo_640x480()
+    source = swapper.source_identity([grace_hopper()])
+    r = swapper.size
+    faces = swapper.fast_analyzer.analyze(target)
+    crops, masks, matrices = swapper.swap_faces(target, faces, source)
+
+    def end_to_end() -> None:
+        found = swapper.fast_analyzer.analyze(target)
+        c, m, mats = swapper.swap_faces(target, found, source)
+        paste_back_many(target, c, mats, m)
+
+    def generator_batch(n: int) -> float:
+        x = torch.rand(n, 8, r, r)
+        z = torch.randn(n, 128)
+        gen = swapper.model.generator
+        app = torch.randn(n, gen.config.appearance_dim)
+        with torch.no_grad():
+            return timed(lambda: gen(x, z, app), args.repeat) / n
+
+    geometry_and_masks = timed(lambda: swapper.swap_faces(target, faces, source), args.repeat)
+    analysis = timed(lambda: swapper.fast_analyzer.analyze(target), args.repeat)
+    rows = [
+        ("analysis (detect, landmarks, 3DMM)", analysis),
+        ("align crop", timed(lambda: align.warp_to_crop(target, matrices[0], r), args.repeat)),
+        ("swap_faces: masks + render + generator", geometry_and_masks),
+        ("generator alone, batch 1", generator_batch(1)),
+        ("generator alone, batch 8 (per face)", generator_batch(8)),
+        ("paste back", timed(lambda: paste_back_many(target, crops, matrices, masks), args.repeat)),
+        ("end to end, one face", timed(end_to_end, args.repeat)),
+    ]  # fmt: skip
+    total = rows[-1][1]
+    print(f"640x480, one face, R={r}, {args.threads} threads; ratio = stage / end to end")
+    print(f"{'stage':42s} {'ms':>8s} {'ratio':>7s}")
+    for name, ms in rows:
+        print(f"{name:42s} {ms:8.1f} {ms / total:7.2f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory: {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
