@@ -92,3 +92,15 @@ def test_losses():
     y = x.clone().requires_grad_(True)
     losses.ms_ssim(y, x * 0.5).backward()
     assert torch.isfinite(y.grad).all()
+
+
+def test_icnr_starts_without_checkerboard():
+    import torch.nn.functional as F
+
+    from selfswap.nets.generator import icnr_
+
+    conv = torch.nn.Conv2d(8, 3 * 4, 3, padding=1)
+    icnr_(conv, 2)
+    out = F.pixel_shuffle(conv(torch.randn(1, 8, 6, 6)), 2)
+    # every 2x2 block holds one value: a nearest-neighbour upsampling
+    assert torch.allclose(out, F.interpolate(out[..., ::2, ::2], scale_factor=2), atol=1e-6)

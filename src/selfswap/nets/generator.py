@@ -91,6 +91,8 @@ class Generator(nn.Module):
             self.up_blocks.append(nn.ModuleList(blocks))
         self.out_norm = group_norm(chans[0])
         self.out = nn.Conv2d(chans[0], 3 * s * s, 3, padding=1)
+        if s > 1:
+            icnr_(self.out, s)
 
     def forward(
         self, guidance: torch.Tensor, z_id: torch.Tensor, z_app: torch.Tensor | None = None
@@ -120,6 +122,19 @@ class Generator(nn.Module):
         if s > 1:
             h = F.pixel_shuffle(h, s)
         return torch.sigmoid(h)
+
+
+def icnr_(conv: nn.Conv2d, factor: int) -> None:
+    """ICNR initialisation (Aitken et al. 2017) of a convolution feeding `pixel_shuffle`:
+    the `factor²` sub-pixel filters of each output channel start identical, so the shuffled
+    output starts as a nearest-neighbour upsampling instead of a checkerboard."""
+    out_channels = conv.out_channels // factor**2
+    base = torch.empty(out_channels, *conv.weight.shape[1:])
+    nn.init.kaiming_uniform_(base, a=5**0.5)
+    with torch.no_grad():
+        conv.weight.copy_(base.repeat_interleave(factor**2, dim=0))
+        if conv.bias is not None:
+            conv.bias.copy_(conv.bias[:: factor**2].repeat_interleave(factor**2))
 
 
 def compose_guidance(
