@@ -68,9 +68,11 @@ class FaceSwapper:
         from selfswap.train.loop import GeneratorSide
 
         path = Path(path)
-        run = path if (path / "config.yaml").is_file() else path.parent.parent
-        if not (run / "config.yaml").is_file():
+        # A run folder, its best/ folder, or one of its checkpoints/step-N folders.
+        runs = [p for p in (path, path.parent, path.parent.parent) if (p / "config.yaml").is_file()]
+        if not runs:
             raise SelfswapError(f"{path}: not a training run or checkpoint folder.")
+        run = runs[0]
         if (path / ckpt.WEIGHTS).is_file():
             checkpoint = path
         elif (path / "best" / ckpt.WEIGHTS).is_file():
