@@ -1,7 +1,8 @@
 """End-to-end swap speed on a 640x480 photo with one face, with a per-stage breakdown.
 
 Usage: python benchmarks/bench_swap.py --model RUN_OR_CHECKPOINT [--repeat 10] [--threads 2]
-Baseline for ratios: the whole `swap_image` call (source identity precomputed).
+Baseline for ratios: end to end = analysis + swap_faces + paste-back + watermark, i.e.
+`swap_image` with the source identity precomputed (model loaded, warmed up).
 Targets (issue #6, 2-core CPU): generator ≤ 60 ms per face at 128 (batch of 8), end to end
 ≤ 150 ms per 640x480 photo with one face.
 """
@@ -18,6 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_analyze import photo_640x480, timed  # noqa: E402
 from selfswap.face import align  # noqa: E402
+from selfswap.provenance import embed_watermark  # noqa: E402
 from selfswap.samples import grace_hopper  # noqa: E402
 from selfswap.swap.blend import paste_back_many  # noqa: E402
 from selfswap.swap.pipeline import FaceSwapper  # noqa: E402
@@ -30,7 +32,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    swapper = FaceSwapper.from_run(args.model)
+    swapper = FaceSwapper.load(args.model)
     target = photo_640x480()
     source = swapper.source_identity([grace_hopper()])
     r = swapper.size
@@ -40,7 +42,7 @@ def main() -> None:
     def end_to_end() -> None:
         found = swapper.fast_analyzer.analyze(target)
         c, m, mats = swapper.swap_faces(target, found, source)
-        paste_back_many(target, c, mats, m)
+        embed_watermark(paste_back_many(target, c, mats, m))
 
     def generator_batch(n: int) -> float:
         x = torch.rand(n, 8, r, r)
@@ -59,6 +61,7 @@ def main() -> None:
         ("generator alone, batch 1", generator_batch(1)),
         ("generator alone, batch 8 (per face)", generator_batch(8)),
         ("paste back", timed(lambda: paste_back_many(target, crops, matrices, masks), args.repeat)),
+        ("watermark", timed(lambda: embed_watermark(target), args.repeat)),
         ("end to end, one face", timed(end_to_end, args.repeat)),
     ]  # fmt: skip
     total = rows[-1][1]

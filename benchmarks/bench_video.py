@@ -1,11 +1,14 @@
 """Video and paste-back speed: decode/encode fps at 640x480, paste-back ms per face.
 
-    python benchmarks/bench_video.py [--seconds 10] [--repeats 30]
+    python benchmarks/bench_video.py [--seconds 10] [--repeats 30] [--model default]
 
 Rows:
 - decode: `read_frames` of a 640x480 H.264 clip at 25 fps with an AAC track (upright RGB);
 - passthrough: `process_video` with the identity function (decode, libx264 `veryfast`
   CRF 18 encode, audio remux), the progress bar off;
+- swap (with --model): `swap_video` with Grace Hopper as the source, the whole pipeline
+  (decode, analysis, smoothing, masks, generator, paste-back, watermark, encode, audio);
+  baseline for its ratio: passthrough. Target (issue #6): at least 5 fps;
 - paste R: `paste_back` of one R×R face into the 640x480 frame (feather, warp of the
   bounding region, blend), then with colour matching; `feather` alone.
 Times are medians (and the best) over the repeats after a warm-up; the load average is
@@ -108,7 +111,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--model", help="also time swapping with this model (e.g. default)")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,10 +130,24 @@ def main() -> None:
         start = time.perf_counter()
         process_video(clip, out, lambda f: f, progress=False, overwrite=True)
         passthrough = time.perf_counter() - start
+        swap = None
+        if args.model:
+            from selfswap.api import Swapper
+
+            swapper = Swapper.load(args.model)
+            swapper.swap_image(grace_hopper(), astronaut())  # warm-up: model, renderer
+            start = time.perf_counter()
+            swapper.swap_video(grace_hopper(), clip, out, overwrite=True, progress=False)
+            swap = time.perf_counter() - start
     print(f"CPU cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.2f}")
     print(f"\n{'video 640x480, ' + str(n) + ' frames':<32} {'s':>7} {'fps':>8}")
     print(f"{'decode (read_frames)':<32} {decode:>7.2f} {n / decode:>8.1f}")
     print(f"{'passthrough (process_video)':<32} {passthrough:>7.2f} {n / passthrough:>8.1f}")
+    if swap is not None:
+        print(
+            f"{'swap (swap_video, ' + args.model + ')':<32} {swap:>7.2f} {n / swap:>8.1f}"
+            f"   ratio to passthrough {swap / passthrough:.1f}x"
+        )
 
     for size in args.sizes:
         rows += paste_rows(size, args.repeats)

@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
-    swapper = FaceSwapper.from_run(args.model)
+    swapper = FaceSwapper.load(args.model)
     rows = (args.data / "splits" / "lfw_eval_swap_pairs.tsv").read_text().splitlines()[1:]
     lfw = args.data / "lfw"
 

@@ -20,7 +20,7 @@ def swapper(train_faces, tmp_path_factory) -> FaceSwapper:
     run = tmp_path_factory.mktemp("swap-run") / "run"
     torch.set_num_threads(1)
     train(tiny_train_config(train_faces, run, "steps=2", "checkpoint.every=2"), log=lambda *_: None)
-    return FaceSwapper.from_run(run)
+    return FaceSwapper.load(run)
 
 
 def test_swap_keeps_the_frame_and_changes_the_face(swapper, astronaut, grace_hopper):
@@ -71,9 +71,9 @@ def test_bad_requests(swapper, astronaut, grace_hopper):
         swapper.swap_image([grace_hopper], astronaut, faces=[3])
 
 
-def test_from_run_refuses_other_folders(tmp_path: Path):
+def test_load_refuses_other_folders(tmp_path: Path):
     with pytest.raises(SelfswapError, match="not a training run"):
-        FaceSwapper.from_run(tmp_path)
+        FaceSwapper.load(tmp_path)
 
 
 def test_video_swap_keeps_frames_fps_and_audio(swapper, astronaut, grace_hopper, tmp_path):

@@ -114,17 +114,14 @@ def cmd_provenance(args: argparse.Namespace) -> int:
     return 0 if (marked or meta) else 1
 
 
-def _parse_faces(spec: str, analyzer):
-    from selfswap.errors import NoFaceError, SelfswapError
+def _faces_spec(spec: str):
+    """--faces: all, indices like 0,2, or ref:IMAGE (faces of the person in IMAGE)."""
     from selfswap.io.images import load_image
 
     if spec == "all":
         return "all"
     if spec.startswith("ref:"):
-        faces = analyzer.analyze(load_image(spec[4:]))
-        if not faces:
-            raise NoFaceError(f"No face found in the reference photo {spec[4:]}.")
-        return max(faces, key=lambda f: f.width).embedding
+        return load_image(spec[4:])
     try:
         return [int(i) for i in spec.split(",")]
     except ValueError:
@@ -133,60 +130,68 @@ def _parse_faces(spec: str, analyzer):
         ) from None
 
 
+def _check_paths(sources: list[Path], target: Path, output: Path) -> None:
+    if output.resolve() in {p.resolve() for p in [*sources, target]}:
+        raise SelfswapError("The output path is one of the inputs; choose another name.")
+    if target.resolve() in {p.resolve() for p in sources}:
+        raise SelfswapError("Source and target are the same file.")
+
+
 def cmd_swap(args: argparse.Namespace) -> int:
-    from selfswap.errors import SelfswapError
-    from selfswap.io.images import image_format_for, load_image, save_image
-    from selfswap.provenance import provenance_metadata
-    from selfswap.swap.pipeline import FaceSwapper
+    from selfswap.api import Swapper
+    from selfswap.io.images import image_format_for, load_image
 
     image_format_for(args.output)
     if args.output.exists() and not args.overwrite:
         raise SelfswapError(f"{args.output} exists; pass --overwrite to replace it.")
-    inputs = {p.resolve() for p in [*args.source, args.target]}
-    if args.output.resolve() in inputs:
-        raise SelfswapError("The output path is one of the inputs; choose another name.")
-    if args.target.resolve() in {p.resolve() for p in args.source}:
-        raise SelfswapError("Source and target are the same file.")
+    _check_paths(args.source, args.target, args.output)
     sources = [load_image(p) for p in args.source]
     target = load_image(args.target)
-    swapper = FaceSwapper.from_run(args.model)
-    result = swapper.swap_image(sources, target, faces=_parse_faces(args.faces, swapper.analyzer))
+    faces = _faces_spec(args.faces)
+    result = Swapper.load(args.model).swap_image(sources, target, faces=faces)
     for note in result.notes:
         print(f"note: {note}")
-    meta = provenance_metadata(
-        source=",".join(p.name for p in args.source), target=args.target.name, model=str(args.model)
-    )
-    save_image(args.output, result.image, meta)
+    result.save(args.output, source=",".join(p.name for p in args.source), target=args.target.name)
     print(f"swapped face(s) {result.swapped} of {len(result.faces)}; wrote {args.output}")
     return 0
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    from selfswap.errors import SelfswapError
+    from selfswap.api import Swapper
     from selfswap.io.images import load_image
-    from selfswap.swap.pipeline import FaceSwapper, swap_video
     from selfswap.swap.video import check_output
 
     check_output(args.output, args.overwrite)
-    if args.output.resolve() == args.target.resolve():
-        raise SelfswapError("The output path is the input video; choose another name.")
+    _check_paths(args.source, args.target, args.output)
     sources = [load_image(p) for p in args.source]
-    swapper = FaceSwapper.from_run(args.model)
-    faces = _parse_faces(args.faces, swapper.analyzer)
-    stats = swap_video(swapper, sources, args.target, args.output, faces, args.overwrite)
+    faces = _faces_spec(args.faces)
+    swapper = Swapper.load(args.model)
+    stats = swapper.swap_video(sources, args.target, args.output, faces, args.overwrite)
     print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps); "
           f"wrote {args.output}")  # fmt: skip
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from selfswap.samples import sample_path
+    from selfswap.demo import report, run_demo
 
-    target = sample_path("astronaut")
-    ns = argparse.Namespace(
-        image=target, json=False, draw=args.output, no_mesh=False, config=None, overrides=[]
-    )
-    return cmd_analyze(ns)
+    swaps = run_demo(args.output, args.model)
+    print(report(swaps))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from selfswap.swap import bundle
+
+    if args.output.exists() and not args.overwrite:
+        raise SelfswapError(f"{args.output} exists; pass --overwrite to replace it.")
+    out = bundle.export(args.model, args.output)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, fp16)")
+    return 0
+
+
+MODEL_HELP = "default (shipped), an exported .safetensors file, or a training run folder"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", "-t", type=Path, required=True)
     p.add_argument("--output", "-o", type=Path, required=True)
     p.add_argument("--faces", default="all", help="all, indices (0,2; left to right), ref:IMAGE")
-    p.add_argument("--model", type=Path, required=True, help="training run or checkpoint folder")
+    p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_swap)
 
@@ -227,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", "-t", type=Path, required=True, help="input video")
     p.add_argument("--output", "-o", type=Path, required=True, help=".mp4, .mov, .mkv, .m4v")
     p.add_argument("--faces", default="all", help="all, indices (0,2; left to right), ref:IMAGE")
-    p.add_argument("--model", type=Path, required=True, help="training run or checkpoint folder")
+    p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_video)
 
@@ -253,9 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
 
-    p = sub.add_parser("demo", help="run the demo on the bundled public-domain faces")
+    from selfswap.eval.cli import add_eval_parser
+
+    add_eval_parser(sub)
+
+    p = sub.add_parser("demo", help="swap the bundled public-domain faces into each other")
     p.add_argument("--output", "-o", type=Path, default=Path("out/demo.png"))
+    p.add_argument("--model", default="default", help=MODEL_HELP)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("export", help="write a run's swap model as one fp16 .safetensors file")
+    p.add_argument("--model", type=Path, required=True, help="training run or checkpoint folder")
+    p.add_argument("--output", "-o", type=Path, required=True, metavar="MODEL.safetensors")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

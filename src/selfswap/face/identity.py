@@ -319,11 +319,14 @@ class DlibResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(256, 128, bias=False)
 
-    def forward(self, chips: torch.Tensor) -> torch.Tensor:
+    def pooled(self, chips: torch.Tensor) -> torch.Tensor:
+        """(B, 256) globally pooled features before the final projection."""
         x = (chips * 255.0 - self.mean) / 256.0
         x = F.max_pool2d(F.relu(self.aff1(self.conv1(x))), 3, 2)
-        x = self.blocks(x)
-        return self.fc(x.mean(dim=(2, 3)))
+        return self.blocks(x).mean(dim=(2, 3))
+
+    def forward(self, chips: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pooled(chips))
 
     @classmethod
     def from_dat(cls, path: str | Path) -> DlibResNet:
@@ -505,10 +508,19 @@ class IdentityEncoder:
     ) -> np.ndarray:
         """PyTorch-port descriptors: B uint8 RGB images (list or (B, H, W, 3) array, or one
         (H, W, 3) image) and B (5, 2) landmark sets -> (B, 128) float32."""
+        return self._run(self.net, images_rgb, landmarks5, 128)
+
+    @torch.no_grad()
+    def features(
+        self, images_rgb: Sequence[np.ndarray] | np.ndarray, landmarks5: Sequence[np.ndarray]
+    ) -> np.ndarray:
+        """(B, 256) pooled features of the network (before its identity projection): a
+        generic face-appearance feature, used for the harness's Fréchet distance."""
+        return self._run(self.net.pooled, images_rgb, landmarks5, 256)
+
+    def _run(self, fn, images_rgb, landmarks5, dim: int) -> np.ndarray:
         chips = self.chips(images_rgb, landmarks5)
-        outs: list[torch.Tensor] = []
-        for i in range(0, len(chips), self.batch_size):
-            outs.append(self.net(chips[i : i + self.batch_size]))
+        outs = [fn(chips[i : i + self.batch_size]) for i in range(0, len(chips), self.batch_size)]
         if not outs:
-            return np.zeros((0, 128), dtype=np.float32)
+            return np.zeros((0, dim), dtype=np.float32)
         return torch.cat(outs).cpu().numpy()

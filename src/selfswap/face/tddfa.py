@@ -113,6 +113,12 @@ class TDDFA:
             stats = pickle.load(f)  # noqa: S301 - verified by sha256 in the model registry
         return stats["mean"].astype(np.float32), stats["std"].astype(np.float32)
 
+    def coefficient_std(self) -> tuple[np.ndarray, np.ndarray]:
+        """Population standard deviations of the (40,) shape and (10,) expression coefficients
+        (3DDFA_V2's parameter statistics): divide by them to compare coefficients fairly."""
+        std = self._stats[1]
+        return std[12:52].copy(), std[52:62].copy()
+
     def _regress(self, image_bgr: np.ndarray, rois: np.ndarray) -> np.ndarray:
         crops = np.stack([crop_roi(image_bgr, roi) for roi in rois]).astype(np.float32)
         batch = ((crops - 127.5) / 128.0).transpose(0, 3, 1, 2)

@@ -59,33 +59,17 @@ class FaceSwapper:
         self.analyzer = FaceAnalyzer(AnalyzerConfig(embedding="dlib"))
 
     @classmethod
-    def from_run(cls, path: str | Path, device: str = "cpu") -> FaceSwapper:
-        """Load the EMA generator of a training run folder (its `best/`, else its latest
-        checkpoint) or of one checkpoint folder."""
-        from selfswap.config import load_config
-        from selfswap.train import checkpoint as ckpt
-        from selfswap.train.config import TrainConfig
-        from selfswap.train.loop import GeneratorSide
+    def load(cls, model: str | Path = "default", device: str = "cpu") -> FaceSwapper:
+        """Load a swap model: `"default"` (shipped with selfswap), an exported `.safetensors`
+        file (`selfswap export`), or a training run / checkpoint folder (its EMA weights)."""
+        from selfswap.swap import bundle
 
-        path = Path(path)
-        # A run folder, its best/ folder, or one of its checkpoints/step-N folders.
-        runs = [p for p in (path, path.parent, path.parent.parent) if (p / "config.yaml").is_file()]
-        if not runs:
-            raise SelfswapError(f"{path}: not a training run or checkpoint folder.")
-        run = runs[0]
-        if (path / ckpt.WEIGHTS).is_file():
-            checkpoint = path
-        elif (path / "best" / ckpt.WEIGHTS).is_file():
-            checkpoint = path / "best"
+        path = bundle.resolve(model)
+        if path.is_dir():
+            generator_side, config, _ = load_run(path)
         else:
-            checkpoint = ckpt.latest_valid(path / "checkpoints", log=lambda *_: None)
-            if checkpoint is None:
-                raise SelfswapError(f"{path}: the run has no usable checkpoint yet.")
-        config = load_config(TrainConfig, run / "config.yaml")
-        weights, _, _ = ckpt.load_checkpoint(checkpoint)
-        model = GeneratorSide(config)
-        model.load_state_dict(ckpt.split_weights(weights, "ema"))
-        return cls(model, config, device)
+            generator_side, config, _ = bundle.load_generator_side(path)
+        return cls(generator_side, config, device)
 
     @cached_property
     def fast_analyzer(self) -> FaceAnalyzer:
@@ -160,7 +144,8 @@ class FaceSwapper:
         from selfswap.swap.blend import paste_back_many
 
         target_rgb = as_rgb_array(target)
-        found = self.analyzer.analyze(target_rgb)
+        by_reference = isinstance(faces, np.ndarray)
+        found = (self.analyzer if by_reference else self.fast_analyzer).analyze(target_rgb)
         if not found:
             raise NoFaceError("No face found in the target image.")
         chosen = select_faces(found, faces)
@@ -170,6 +155,32 @@ class FaceSwapper:
         if watermark:
             out = embed_watermark(out)
         return SwapResult(out, found, chosen, crops, source.notes)
+
+
+def load_run(path: Path):
+    """`(GeneratorSide with EMA weights, TrainConfig, checkpoint folder)` of a training run
+    folder (its `best/`, else its latest valid checkpoint), its best/ or one checkpoint."""
+    from selfswap.config import load_config
+    from selfswap.train import checkpoint as ckpt
+    from selfswap.train.config import TrainConfig
+    from selfswap.train.loop import GeneratorSide
+
+    runs = [p for p in (path, path.parent, path.parent.parent) if (p / "config.yaml").is_file()]
+    if not runs:
+        raise SelfswapError(f"{path}: not a training run or checkpoint folder.")
+    if (path / ckpt.WEIGHTS).is_file():
+        checkpoint = path
+    elif (path / "best" / ckpt.WEIGHTS).is_file():
+        checkpoint = path / "best"
+    else:
+        checkpoint = ckpt.latest_valid(path / "checkpoints", log=lambda *_: None)
+        if checkpoint is None:
+            raise SelfswapError(f"{path}: the run has no usable checkpoint yet.")
+    config = load_config(TrainConfig, runs[0] / "config.yaml")
+    weights, _, _ = ckpt.load_checkpoint(checkpoint)
+    model = GeneratorSide(config)
+    model.load_state_dict(ckpt.split_weights(weights, "ema"))
+    return model.eval(), config, checkpoint
 
 
 def select_faces(found: list[Face], faces) -> list[int]:

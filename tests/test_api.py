@@ -1,0 +1,89 @@
+"""The Python API, exported model files, the shipped default model and the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_train_config
+from selfswap.api import Swapper
+from selfswap.demo import run_demo
+from selfswap.errors import SelfswapError
+from selfswap.provenance import is_watermarked
+from selfswap.samples import sample_path
+from selfswap.swap import bundle
+from selfswap.train.loop import train
+
+
+@pytest.fixture(scope="module")
+def run_folder(train_faces, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("api-run") / "run"
+    torch.set_num_threads(1)
+    train(tiny_train_config(train_faces, run, "steps=2", "checkpoint.every=2"), log=lambda *_: None)
+    return run
+
+
+def test_export_round_trip_is_fp16_close(run_folder, tmp_path, astronaut, grace_hopper):
+    out = bundle.export(run_folder, tmp_path / "m.safetensors")
+    from_run, exported = Swapper.load(run_folder), Swapper.load(out)
+    for (name, a), (_, b) in zip(
+        from_run.engine.model.state_dict().items(), exported.engine.model.state_dict().items()
+    ):
+        assert torch.allclose(a, b, rtol=2e-3, atol=1e-4), name
+    x = from_run.swap_image(grace_hopper, astronaut).image.astype(int)
+    y = exported.swap_image(grace_hopper, astronaut).image.astype(int)
+    assert x.shape == y.shape and np.abs(x - y).mean() < 0.5
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_damaged_or_unknown_models_are_refused(tmp_path):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
+    with pytest.raises(SelfswapError, match="not a readable model file|not a selfswap"):
+        Swapper.load(broken)
+    with pytest.raises(SelfswapError, match="Unknown model 'nonesuch'"):
+        Swapper.load("nonesuch")
+    with pytest.raises(SelfswapError, match="does not exist"):
+        Swapper.load(tmp_path / "missing.safetensors")
+
+
+def test_api_accepts_paths_lists_and_reference_photos(run_folder, astronaut, grace_hopper):
+    swapper = Swapper.load(run_folder)
+    hopper_path = sample_path("grace_hopper")
+    result = swapper.swap_image([hopper_path, grace_hopper], sample_path("astronaut"))
+    assert result.swapped == [0] and result.image.shape == astronaut.shape
+    pair = np.concatenate([astronaut, grace_hopper[:512, :512]], axis=1)
+    by_reference = swapper.swap_image(astronaut, pair, faces=hopper_path)
+    assert by_reference.swapped == [1]
+    assert swapper.swap_image(astronaut, pair, faces=0).swapped == [0]
+
+
+def test_default_model_is_shipped_small_and_fp16():
+    path = bundle.packaged("default")
+    assert path.is_file(), "the default model must be committed under src/selfswap/weights/"
+    assert path.stat().st_size <= 25_000_000
+    model, config, _ = bundle.load_generator_side(path)
+    assert config.mode == "samae" and config.size == 128
+    assert bundle.parameter_count(model) > 10_000_000
+
+
+def test_demo_swaps_move_identity_towards_the_source(tmp_path):
+    """Issue #6's demo criterion with the shipped default model: each swap is closer to its
+    source person than the unswapped target was."""
+    out = tmp_path / "demo.png"
+    swaps = run_demo(out, "default")
+    assert [(s.source_name, s.target_name) for s in swaps] == [
+        ("Grace Hopper", "astronaut"),
+        ("astronaut", "Grace Hopper"),
+    ]
+    for s in swaps:
+        assert s.to_source > s.before, (s.source_name, s.to_source, s.before)
+        assert s.swapped.shape == s.target.shape
+    from selfswap.io.images import load_image
+
+    sheet = load_image(out)
+    assert sheet.shape[0] > 600 and sheet.shape[1] > 900
+    assert is_watermarked(sheet)

@@ -1,0 +1,168 @@
+"""Evaluation harness: metric functions on known answers, the classic baseline, and the whole
+harness + report on the public-domain faces (and on LFW when present)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from selfswap.eval import metrics
+from selfswap.eval.harness import Describer, evaluate, read_pairs, summarize
+from selfswap.eval.methods import NoSwap, PoissonSwap, piecewise_affine_warp
+from selfswap.eval.report import write_report
+from selfswap.io.images import save_image
+from selfswap.provenance import embed_watermark
+
+
+@pytest.fixture(scope="module")
+def describe() -> Describer:
+    return Describer()
+
+
+def test_identical_images_have_zero_errors_and_similarity_one(describe, astronaut):
+    a, b = describe(astronaut), describe(astronaut.copy())
+    assert metrics.cosine_similarity(a.embedding, b.embedding) == pytest.approx(1.0, abs=1e-9)
+    assert metrics.pose_error(a.pose, b.pose) == 0
+    assert metrics.expression_error(a.expression, b.expression) == 0
+    assert metrics.shape_error(a.shape, b.shape) == 0
+
+
+def test_in_plane_rotation_gives_the_right_roll_difference(describe, grace_hopper):
+    h, w = grace_hopper.shape[:2]
+    face = describe(grace_hopper)
+    center = tuple(face.box.reshape(2, 2).mean(0))
+    turned = cv2.warpAffine(
+        grace_hopper,
+        cv2.getRotationMatrix2D(center, 20, 1.0),
+        (w, h),
+        borderMode=cv2.BORDER_REFLECT,
+    )
+    rotated = describe(turned)
+    roll_change = rotated.pose[2] - face.pose[2]
+    assert abs(abs(roll_change) - 20) < 3, roll_change
+    assert abs(rotated.pose[0] - face.pose[0]) < 5  # yaw barely moves
+
+
+def test_pose_error_of_a_known_yaw_difference():
+    assert metrics.pose_error([30.0, 0.0, 0.0], [10.0, 0.0, 0.0]) == pytest.approx(20 / 3)
+    batch = metrics.pose_error(np.array([[5.0, 5, 5], [0, 0, 0]]), np.zeros((2, 3)))
+    np.testing.assert_allclose(batch, [5.0, 0.0])
+
+
+def test_retrieval_on_a_constructed_gallery():
+    rng = np.random.default_rng(0)
+    gallery = np.eye(6) + 0.01 * rng.standard_normal((6, 6))
+    queries = gallery[[0, 1, 2, 3]] + 0.05 * rng.standard_normal((4, 6))
+    truth = np.array([0, 1, 2, 4])  # the last query looks like person 3, not 4
+    top1 = metrics.retrieval_hits(queries, gallery, truth, 1)
+    np.testing.assert_array_equal(top1, [True, True, True, False])
+    assert metrics.retrieval_hits(queries, gallery, truth, 6).all()
+
+
+def test_frechet_distance_known_answers():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4000, 3))
+    assert metrics.frechet_distance(x, x) == pytest.approx(0, abs=1e-6)
+    shifted = x + np.array([2.0, 0, 0])
+    assert metrics.frechet_distance(x, shifted) == pytest.approx(4.0, rel=1e-6)
+    scaled = x * 2  # same mean; cov 4I vs I: tr(I + 4I - 2*2I) = 3
+    assert metrics.frechet_distance(x, scaled) == pytest.approx(3.0, rel=0.05)
+
+
+def test_bootstrap_ci_and_image_metrics():
+    mean, lo, hi = metrics.bootstrap_ci(np.full(50, 0.7))
+    assert mean == lo == hi == pytest.approx(0.7)
+    values = np.random.default_rng(2).normal(1.0, 1.0, 400)
+    mean, lo, hi = metrics.bootstrap_ci(values)
+    assert lo < mean < hi and hi - lo == pytest.approx(2 * 1.96 / 20, rel=0.25)
+    assert math.isnan(metrics.bootstrap_ci([np.nan])[0])
+    img = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert metrics.psnr(img, img) == float("inf") and metrics.ssim(img, img) == 1.0
+    noisy = np.clip(img.astype(int) + 10, 0, 255).astype(np.uint8)
+    assert 25 < metrics.psnr(img, noisy) < 29
+
+
+def test_piecewise_affine_warp_moves_points_where_asked():
+    image = np.zeros((100, 100, 3), np.uint8)
+    image[40:44, 40:44] = 255  # a bright dot at (42, 42)
+    src = np.array([[10, 10], [90, 10], [90, 90], [10, 90], [42, 42]], float)
+    dst = src + np.array([5.0, 3.0])
+    warped, mask = piecewise_affine_warp(image, src, dst, image.shape)
+    ys, xs = np.nonzero(warped[..., 0] > 128)
+    assert abs(xs.mean() - 46.5) < 1 and abs(ys.mean() - 44.5) < 1
+    assert mask[50, 50] == 255 and mask[5, 5] == 0
+
+
+def test_poisson_baseline_moves_identity_and_keeps_the_frame(describe, astronaut, grace_hopper):
+    out = PoissonSwap().swap(grace_hopper, astronaut)
+    assert out.shape == astronaut.shape
+    diff = np.abs(out.astype(int) - embed_watermark(astronaut)).max(2)
+    assert diff[:60].max() == 0 and diff[-100:].max() == 0  # far from the face: untouched
+    hopper, target, swapped = describe(grace_hopper), describe(astronaut), describe(out)
+    before = metrics.cosine_similarity(target.embedding, hopper.embedding)
+    after = metrics.cosine_similarity(swapped.embedding, hopper.embedding)
+    assert after > before + 0.02
+
+
+def public_pairs(folder: Path, astronaut, grace_hopper) -> Path:
+    """A pair file over the public-domain faces; the 'other photo' of each person is their
+    mirror image, so the harness runs on a fresh clone without LFW."""
+    people = {"hopper": grace_hopper, "astronaut": astronaut}
+    for name, image in people.items():
+        save_image(folder / "lfw" / name / f"{name}_0001.png", image)
+        save_image(folder / "lfw" / name / f"{name}_0002.png", np.ascontiguousarray(image[:, ::-1]))
+    rows = [
+        "source\tsource_id_ref\ttarget",
+        "hopper/hopper_0001.png\thopper/hopper_0002.png\tastronaut/astronaut_0001.png",
+        "astronaut/astronaut_0001.png\tastronaut/astronaut_0002.png\thopper/hopper_0001.png",
+    ]
+    (folder / "splits").mkdir()
+    (folder / "splits" / "pairs.tsv").write_text("\n".join(rows) + "\n")
+    return folder / "splits" / "pairs.tsv"
+
+
+def test_harness_and_report_on_public_faces(tmp_path, astronaut, grace_hopper):
+    tsv = public_pairs(tmp_path, astronaut, grace_hopper)
+    pairs = read_pairs(tsv)
+    assert len(pairs) == 2 and pairs[0].source_person == "hopper"
+    methods = [NoSwap(), PoissonSwap()]
+    out = tmp_path / "report"
+    result = evaluate(methods, pairs, out, recon=1, progress=False)
+    summary = summarize(result)
+    assert summary["gallery"] == 2 and summary["pairs_with_faces"] == 2
+    none, classic = summary["methods"]["no swap"], summary["methods"][PoissonSwap.name]
+    assert none["id_target"][0] == pytest.approx(1.0)
+    assert none["pose_error"][0] == pytest.approx(0, abs=1e-5)
+    assert classic["id_source"][0] > none["id_source"][0]
+    assert classic["id_target"][0] < 1.0
+    assert classic["recon_ssim"][0] > 0.9 and math.isnan(none["recon_ssim"][0])
+    report = write_report(summary, out, tsv.name, 1, "test")
+    text = report.read_text()
+    assert "| no swap |" in text and "landmark warp + Poisson" in text
+    assert json.loads((out / "metrics.json").read_text())["gallery"] == 2
+    assert (out / "charts.png").stat().st_size > 10_000
+    # Resuming adds nothing: every record is already there.
+    lines = (out / "records" / "no-swap.jsonl").read_text().splitlines()
+    evaluate(methods, pairs, out, recon=1, progress=False)
+    assert (out / "records" / "no-swap.jsonl").read_text().splitlines() == lines
+
+
+@pytest.mark.lfw
+def test_eval_cli_on_lfw(shared_data, tmp_path):
+    from selfswap.cli import main
+
+    out = tmp_path / "eval-out"
+    tsv = shared_data / "splits" / "lfw_eval_swap_pairs.tsv"
+    code = main(["eval", "--model", "default", "--pairs", str(tsv), "--limit", "3",
+                 "--recon", "1", "--real", "20", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["pairs"] == 3 and summary["real_set"] == "held-out photos"
+    row = summary["methods"]["selfswap default"]
+    assert row["swaps"] == 3 and 0.5 < row["id_source"][0] <= 1
+    assert (out / "report.md").is_file() and (out / "samples.png").is_file()
