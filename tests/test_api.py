@@ -87,3 +87,17 @@ def test_demo_swaps_move_identity_towards_the_source(tmp_path):
     sheet = load_image(out)
     assert sheet.shape[0] > 600 and sheet.shape[1] > 900
     assert is_watermarked(sheet)
+
+
+def test_source_with_several_faces_uses_the_largest_and_says_so(run_folder, astronaut, grace_hopper):
+    import cv2
+
+    small_hopper = cv2.resize(grace_hopper[:512, :512], (160, 160), interpolation=cv2.INTER_AREA)
+    canvas = np.full((512, 768, 3), 255, np.uint8)
+    canvas[:, :512], canvas[176:336, 560:720] = astronaut, small_hopper
+    swapper = Swapper.load(run_folder)
+    result = swapper.swap_image(canvas, grace_hopper)
+    assert result.notes == ["source photo #1 shows 2 faces; using the largest."]
+    alone = swapper.engine.source_identity([astronaut]).embedding
+    both = swapper.engine.source_identity([canvas]).embedding
+    assert np.linalg.norm(alone - both) < 0.1

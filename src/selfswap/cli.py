@@ -167,6 +167,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     faces = _faces_spec(args.faces)
     swapper = Swapper.load(args.model)
     stats = swapper.swap_video(sources, args.target, args.output, faces, args.overwrite)
+    for note in stats.notes:
+        print(f"note: {note}")
     print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps); "
           f"wrote {args.output}")  # fmt: skip
     return 0

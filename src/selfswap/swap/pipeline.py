@@ -255,4 +255,5 @@ def swap_video(
             out = paste_back_many(frame, crops, matrices, masks)
         return embed_watermark(out) if watermark else out
 
-    return process_video(in_path, out_path, swap_frame, progress=progress, overwrite=overwrite)
+    stats = process_video(in_path, out_path, swap_frame, progress=progress, overwrite=overwrite)
+    return replace(stats, notes=tuple(source.notes))

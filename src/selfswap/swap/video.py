@@ -448,6 +448,7 @@ class ProcessStats:
 
     frames: int
     seconds: float
+    notes: tuple[str, ...] = ()  # e.g. "source photo #1 shows 2 faces; using the largest."
 
     @property
     def fps(self) -> float:
