@@ -89,7 +89,9 @@ def test_demo_swaps_move_identity_towards_the_source(tmp_path):
     assert is_watermarked(sheet)
 
 
-def test_source_with_several_faces_uses_the_largest_and_says_so(run_folder, astronaut, grace_hopper):
+def test_source_with_several_faces_uses_the_largest_and_says_so(
+    run_folder, astronaut, grace_hopper
+):
     import cv2
 
     small_hopper = cv2.resize(grace_hopper[:512, :512], (160, 160), interpolation=cv2.INTER_AREA)
@@ -101,3 +103,24 @@ def test_source_with_several_faces_uses_the_largest_and_says_so(run_folder, astr
     alone = swapper.engine.source_identity([astronaut]).embedding
     both = swapper.engine.source_identity([canvas]).embedding
     assert np.linalg.norm(alone - both) < 0.1
+
+
+def test_color_match_pulls_the_face_towards_the_target_colours(run_folder, astronaut, grace_hopper):
+    swapper = Swapper.load(run_folder)
+    face = swapper.engine.fast_analyzer.analyze(astronaut)[0]
+    x0, y0, x1, y1 = face.box.astype(int)
+    inner = np.s_[
+        y0 + (y1 - y0) // 4 : y1 - (y1 - y0) // 4, x0 + (x1 - x0) // 4 : x1 - (x1 - x0) // 4
+    ]
+
+    def colour_gap(image: np.ndarray) -> float:
+        return float(
+            np.abs(
+                image[inner].reshape(-1, 3).mean(0) - astronaut[inner].reshape(-1, 3).mean(0)
+            ).sum()
+        )
+
+    plain = swapper.swap_image(grace_hopper, astronaut).image
+    matched = swapper.swap_image(grace_hopper, astronaut, color_match=1.0).image
+    assert colour_gap(matched) < colour_gap(plain)
+    assert np.abs(matched.astype(int) - plain)[inner].mean() > 0.5

@@ -79,22 +79,26 @@ class Swapper:
             raise NoFaceError("No face found in the reference photo.")
         return max(found, key=lambda f: f.width).embedding
 
-    def swap_image(self, source, target, faces="all") -> ImageResult:
+    def swap_image(self, source, target, faces="all", color_match: float = 0.0) -> ImageResult:
         """Swap the person in `source` (one photo or a list of photos of the same person) into
-        the chosen faces of `target`: "all", indices (left to right), or a reference photo."""
+        the chosen faces of `target`: "all", indices (left to right), or a reference photo.
+        `color_match` in [0, 1] pulls the new face's colours towards the replaced face's."""
         sources = [as_rgb_array(s) for s in _as_list(source)]
-        result = self.engine.swap_image(sources, as_rgb_array(target), faces=self._faces(faces))
+        result = self.engine.swap_image(
+            sources, as_rgb_array(target), faces=self._faces(faces), color_match=color_match
+        )
         return ImageResult(result.image, result.faces, result.swapped, result.notes, self.name)
 
     def swap_video(
         self, source, target_path, out_path, faces="all", overwrite: bool = False,
-        progress: bool = True,
+        progress: bool = True, color_match: float = 0.0,
     ) -> ProcessStats:  # fmt: skip
         """Swap into a video; frame timing and audio are kept, output written atomically."""
         sources = [as_rgb_array(s) for s in _as_list(source)]
         return swap_video(
-            self.engine, sources, target_path, out_path, self._faces(faces), overwrite, progress
-        )
+            self.engine, sources, target_path, out_path, self._faces(faces), overwrite, progress,
+            color_match=color_match,
+        )  # fmt: skip
 
     def embedding(self, image) -> np.ndarray:
         """dlib identity embedding of the largest face in `image`."""

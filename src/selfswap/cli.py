@@ -148,7 +148,9 @@ def cmd_swap(args: argparse.Namespace) -> int:
     sources = [load_image(p) for p in args.source]
     target = load_image(args.target)
     faces = _faces_spec(args.faces)
-    result = Swapper.load(args.model).swap_image(sources, target, faces=faces)
+    result = Swapper.load(args.model).swap_image(
+        sources, target, faces=faces, color_match=args.color_match
+    )
     for note in result.notes:
         print(f"note: {note}")
     result.save(args.output, source=",".join(p.name for p in args.source), target=args.target.name)
@@ -166,7 +168,9 @@ def cmd_video(args: argparse.Namespace) -> int:
     sources = [load_image(p) for p in args.source]
     faces = _faces_spec(args.faces)
     swapper = Swapper.load(args.model)
-    stats = swapper.swap_video(sources, args.target, args.output, faces, args.overwrite)
+    stats = swapper.swap_video(
+        sources, args.target, args.output, faces, args.overwrite, color_match=args.color_match
+    )
     for note in stats.notes:
         print(f"note: {note}")
     print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps); "
@@ -194,6 +198,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 MODEL_HELP = "default (shipped), an exported .safetensors file, or a training run folder"
+COLOR_HELP = "pull the new face's colours towards the replaced face's (0 = off, 1 = full)"
+
+
+def _unit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", type=Path, required=True)
     p.add_argument("--faces", default="all", help="all, indices (0,2; left to right), ref:IMAGE")
     p.add_argument("--model", default="default", help=MODEL_HELP)
+    p.add_argument("--color-match", type=_unit, default=0.0, metavar="0..1", help=COLOR_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_swap)
 
@@ -235,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", type=Path, required=True, help=".mp4, .mov, .mkv, .m4v")
     p.add_argument("--faces", default="all", help="all, indices (0,2; left to right), ref:IMAGE")
     p.add_argument("--model", default="default", help=MODEL_HELP)
+    p.add_argument("--color-match", type=_unit, default=0.0, metavar="0..1", help=COLOR_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_video)
 

@@ -135,14 +135,27 @@ class FaceSwapper:
         generated = (out.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
         return generated, swap.mask[:, 0], matrices
 
-    def swap_image(self, sources: list, target, faces="all", watermark: bool = True) -> SwapResult:
+    def paste(self, frame, crops, masks, matrices, color_match: float = 0.0) -> np.ndarray:
+        """Feathered paste-back of generated crops; `color_match` in [0, 1] moves each face's
+        colours towards the target face it replaces (Lab mean/std inside the mask)."""
+        from selfswap.swap.blend import paste_back_many
+
+        references = None
+        if color_match > 0:
+            references = [align.warp_to_crop(frame, m, self.size) for m in matrices]
+        return paste_back_many(
+            frame, crops, matrices, masks, color_references=references, color_strength=color_match
+        )
+
+    def swap_image(
+        self, sources: list, target, faces="all", watermark: bool = True, color_match: float = 0.0
+    ) -> SwapResult:
         """Swap the source person into the chosen faces of the target image.
 
         `faces`: "all", a list of indices (left to right), or a `Face` embedding `(128,)` to
-        match within dlib's 0.6 distance (faces of one particular person).
+        match within dlib's 0.6 distance (faces of one particular person). `color_match`:
+        see `paste`.
         """
-        from selfswap.swap.blend import paste_back_many
-
         target_rgb = as_rgb_array(target)
         by_reference = isinstance(faces, np.ndarray)
         found = (self.analyzer if by_reference else self.fast_analyzer).analyze(target_rgb)
@@ -151,7 +164,7 @@ class FaceSwapper:
         chosen = select_faces(found, faces)
         source = self.source_identity(sources)
         crops, masks, matrices = self.swap_faces(target_rgb, [found[i] for i in chosen], source)
-        out = paste_back_many(target_rgb, crops, matrices, masks)
+        out = self.paste(target_rgb, crops, masks, matrices, color_match)
         if watermark:
             out = embed_watermark(out)
         return SwapResult(out, found, chosen, crops, source.notes)
@@ -213,6 +226,7 @@ def swap_video(
     overwrite: bool = False,
     progress: bool = True,
     watermark: bool = True,
+    color_match: float = 0.0,
 ):
     """Swap the source person into a video, keeping its frame timing and audio.
 
@@ -222,7 +236,6 @@ def swap_video(
     """
     from dataclasses import replace
 
-    from selfswap.swap.blend import paste_back_many
     from selfswap.swap.smoothing import FaceTracker, scene_cut
     from selfswap.swap.video import check_output, probe, process_video
 
@@ -252,7 +265,7 @@ def swap_video(
                 for f, (_, s) in zip(picked, tracks)
             ]
             crops, masks, matrices = swapper.swap_faces(frame, smooth, source)
-            out = paste_back_many(frame, crops, matrices, masks)
+            out = swapper.paste(frame, crops, masks, matrices, color_match)
         return embed_watermark(out) if watermark else out
 
     stats = process_video(in_path, out_path, swap_frame, progress=progress, overwrite=overwrite)
