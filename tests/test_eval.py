@@ -159,10 +159,33 @@ def test_eval_cli_on_lfw(shared_data, tmp_path):
     out = tmp_path / "eval-out"
     tsv = shared_data / "splits" / "lfw_eval_swap_pairs.tsv"
     code = main(["eval", "--model", "default", "--pairs", str(tsv), "--limit", "3",
-                 "--recon", "1", "--real", "20", "--out", str(out)])  # fmt: skip
+                 "--recon", "1", "--real", "20", "--video-frames", "6", "--out", str(out)])  # fmt: skip
     assert code == 0
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["pairs"] == 3 and summary["real_set"] == "held-out photos"
     row = summary["methods"]["selfswap default"]
     assert row["swaps"] == 3 and 0.5 < row["id_source"][0] <= 1
     assert (out / "report.md").is_file() and (out / "samples.png").is_file()
+    assert summary["video"]["selfswap default"]["frames_with_face"] == 1.0
+    assert "Video stability" in (out / "report.md").read_text()
+
+
+def test_landmark_jitter_known_answers():
+    from selfswap.eval.video import landmark_jitter
+
+    t = np.arange(10, dtype=float)[:, None, None]
+    steady = np.concatenate([3 * t, 2 * t], axis=2).repeat(68, axis=1)  # constant velocity
+    assert landmark_jitter(steady) == pytest.approx(0, abs=1e-12)
+    shaking = steady.copy()
+    shaking[:, :, 0] += (-1.0) ** np.arange(10)[:, None]  # ±1 px every other frame
+    assert landmark_jitter(shaking) == pytest.approx(4.0)
+
+
+def test_video_stability_of_the_unchanged_clip():
+    from selfswap.eval.video import video_metrics
+
+    result = video_metrics([NoSwap()], frames=8)
+    clip, same = result["input clip"], result["no swap"]
+    assert clip["frames_with_face"] == 1.0 and clip["jitter_px"] < 3
+    assert same["jitter_px"] == pytest.approx(clip["jitter_px"], rel=0.2)
+    assert clip["id_consistency"] > 0.99 and clip["id_to_source"] < 0.95

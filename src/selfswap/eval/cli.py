@@ -42,6 +42,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     real = held_out_photos(args.pairs, pairs[0].target.parent.parent, args.real) if pairs else []
     result = evaluate(methods, pairs, args.out, real, recon=args.recon)
     summary = summarize(result)
+    if args.video_frames:
+        from selfswap.eval.video import video_metrics
+
+        summary["video"] = video_metrics(methods, frames=args.video_frames)
+        summary["video_frames"] = args.video_frames
     if not args.no_samples:
         sample_grid(methods, args.out / "samples.png")
     title = args.title or f"Evaluation on {len(pairs)} pairs of {Path(args.pairs).name}"
@@ -66,6 +71,8 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--limit", type=int, help="first N pairs only")
     p.add_argument("--recon", type=int, default=100, help="targets for self-reconstruction")
     p.add_argument("--real", type=int, default=500, help="held-out real photos for the FD")
+    p.add_argument("--video-frames", type=int, default=75,
+                   help="frames of the video-stability clip (0: skip)")  # fmt: skip
     p.add_argument("--title", help="report title")
     p.add_argument("--no-samples", action="store_true", help="skip the public-domain grid")
     p.set_defaults(func=cmd_eval)

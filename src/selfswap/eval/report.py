@@ -74,6 +74,34 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+VIDEO_NOTES = """\
+Video stability: a {frames}-frame 640x480 clip panning and zooming over the public-domain
+astronaut photo, swapped with Grace Hopper as the source (selfswap models through
+`swap_video`, with tracking and smoothing; other methods frame by frame). Landmark jitter:
+mean length in px of the second difference of the 68 landmark trajectories of the output
+(the input clip's value is the floor of the analysis itself); identity consistency: mean
+cosine similarity of each frame's embedding to the clip's mean embedding; similarity to
+source: to the source photo itself.
+"""
+
+
+def video_table(video: dict) -> str:
+    lines = [
+        "| method | landmark jitter px ↓ | identity consistency ↑ | sim. to source ↑ | "
+        "frames with a face |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in video.items():
+        cells = [
+            _cell(row.get("jitter_px", float("nan")), "{:.3f}"),
+            _cell(row.get("id_consistency", float("nan")), "{:.4f}"),
+            _cell(row.get("id_to_source", float("nan")), "{:.3f}"),
+            _cell(row["frames_with_face"], "{:.0%}"),
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def charts(summary: dict, path: Path) -> None:
     import matplotlib
 
@@ -143,10 +171,16 @@ def write_report(summary: dict, out: Path, pairs_file: str, recon: int, title: s
         real=summary["real_photos"],
         real_set=summary["real_set"],
     )
+    video = ""
+    if summary.get("video"):
+        frames = summary.get("video_frames", "")
+        video = f"## Video stability\n\n{video_table(summary['video'])}\n\n" + VIDEO_NOTES.format(
+            frames=frames
+        )
     text = (
         f"# {title}\n\n"
         f"{summary['pairs_with_faces']} of {summary['pairs']} pairs had a face in all three "
-        f"photos and were evaluated.\n\n{table(summary)}\n\n{notes}\n"
+        f"photos and were evaluated.\n\n{table(summary)}\n\n{notes}\n{video}\n"
         "![metrics](charts.png)\n\n![swaps of the public-domain faces](samples.png)\n"
     )
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(text))
