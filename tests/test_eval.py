@@ -11,8 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
+from selfswap.errors import SelfswapError
 from selfswap.eval import metrics
-from selfswap.eval.harness import Describer, evaluate, read_pairs, summarize
+from selfswap.eval.harness import Describer, evaluate, paired_differences, read_pairs, summarize
 from selfswap.eval.methods import NoSwap, PoissonSwap, piecewise_affine_warp
 from selfswap.eval.report import write_report
 from selfswap.io.images import save_image
@@ -141,9 +142,17 @@ def test_harness_and_report_on_public_faces(tmp_path, astronaut, grace_hopper):
     assert classic["id_source"][0] > none["id_source"][0]
     assert classic["id_target"][0] < 1.0
     assert classic["recon_ssim"][0] > 0.9 and math.isnan(none["recon_ssim"][0])
+    differences = paired_differences(result, "no swap")
+    moved = differences[PoissonSwap.name]
+    assert moved["id_source"][0] > 0 and moved["id_target"][0] < 0
+    assert moved["recon_ssim"] is None  # "no swap" has no self-reconstruction
+    with pytest.raises(SelfswapError, match="not one of the evaluated"):
+        paired_differences(result, "nonesuch")
+    summary.update(reference="no swap", differences=differences)
     report = write_report(summary, out, tsv.name, 1, "test")
     text = report.read_text()
     assert "| no swap |" in text and "landmark warp + Poisson" in text
+    assert "## Differences to no swap" in text
     assert json.loads((out / "metrics.json").read_text())["gallery"] == 2
     assert (out / "charts.png").stat().st_size > 10_000
     # Resuming adds nothing: every record is already there.
@@ -158,8 +167,8 @@ def test_eval_cli_on_lfw(shared_data, tmp_path):
 
     out = tmp_path / "eval-out"
     tsv = shared_data / "splits" / "lfw_eval_swap_pairs.tsv"
-    code = main(["eval", "--model", "default", "--pairs", str(tsv), "--limit", "3",
-                 "--recon", "1", "--real", "20", "--video-frames", "6", "--out", str(out)])  # fmt: skip
+    args = ["--limit", "3", "--recon", "1", "--real", "20", "--video-frames", "6"]
+    code = main(["eval", "--model", "default", "--pairs", str(tsv), *args, "--out", str(out)])
     assert code == 0
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["pairs"] == 3 and summary["real_set"] == "held-out photos"

@@ -34,7 +34,13 @@ def build_methods(args: argparse.Namespace) -> list:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from selfswap.eval.harness import evaluate, held_out_photos, read_pairs, summarize
+    from selfswap.eval.harness import (
+        evaluate,
+        held_out_photos,
+        paired_differences,
+        read_pairs,
+        summarize,
+    )
     from selfswap.eval.report import sample_grid, table, write_report
 
     pairs = read_pairs(args.pairs, args.images, args.limit)
@@ -42,6 +48,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     real = held_out_photos(args.pairs, pairs[0].target.parent.parent, args.real) if pairs else []
     result = evaluate(methods, pairs, args.out, real, recon=args.recon)
     summary = summarize(result)
+    if args.reference:
+        summary["reference"] = args.reference
+        summary["differences"] = paired_differences(result, args.reference)
     if args.video_frames:
         from selfswap.eval.video import video_metrics
 
@@ -73,6 +82,8 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--real", type=int, default=500, help="held-out real photos for the FD")
     p.add_argument("--video-frames", type=int, default=75,
                    help="frames of the video-stability clip (0: skip)")  # fmt: skip
+    p.add_argument("--reference", metavar="LABEL",
+                   help="also report per-pair differences of every method to this one")  # fmt: skip
     p.add_argument("--title", help="report title")
     p.add_argument("--no-samples", action="store_true", help="skip the public-domain grid")
     p.set_defaults(func=cmd_eval)

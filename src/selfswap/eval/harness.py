@@ -280,3 +280,40 @@ def summarize(result: dict, seed: int = 0) -> dict:
             row[f"recon_{key}"] = metrics.bootstrap_ci([r[key] for r in recon], seed=seed)
         summary["methods"][name] = row
     return summary
+
+
+PAIRED = ("id_source", "id_target", "pose_error", "expression_error", "shape_error")
+PAIRED_RECON = ("l1", "psnr", "ssim")
+
+
+def paired_differences(result: dict, reference: str, seed: int = 0) -> dict:
+    """Per method: mean difference (method − reference) of each per-pair metric over the
+    pairs both describe, with a paired bootstrap 95 % CI."""
+    if reference not in result["records"]:
+        raise SelfswapError(f"--reference {reference!r} is not one of the evaluated methods.")
+
+    def by_pair(records, kind, keys):
+        return {
+            r["pair"]: r
+            for r in records
+            if r["kind"] == kind and (kind == "recon" or r["found"]) and all(k in r for k in keys)
+        }
+
+    base_swaps = by_pair(result["records"][reference], "swap", PAIRED)
+    base_recon = by_pair(result["records"][reference], "recon", PAIRED_RECON)
+    out = {}
+    for name, records in result["records"].items():
+        if name == reference:
+            continue
+        row = {}
+        for kind, keys, base, prefix in (
+            ("swap", PAIRED, base_swaps, ""),
+            ("recon", PAIRED_RECON, base_recon, "recon_"),
+        ):
+            mine = by_pair(records, kind, keys)
+            common = sorted(set(mine) & set(base))
+            for key in keys:
+                diffs = [mine[i][key] - base[i][key] for i in common]
+                row[prefix + key] = metrics.bootstrap_ci(diffs, seed=seed) if diffs else None
+        out[name] = row
+    return out

@@ -102,6 +102,33 @@ def video_table(video: dict) -> str:
     return "\n".join(lines)
 
 
+def differences_table(differences: dict, reference: str) -> str:
+    keys = [c for c in COLUMNS if c[0] in DIFFERENCE_KEYS]
+    header = "| method − " + reference + " | " + " | ".join(t for _, t, _, _ in keys) + " |"
+    lines = [header, "|" + "---|" * (len(keys) + 1)]
+    for name, row in differences.items():
+        cells = []
+        for key, _, better, fmt in keys:
+            value = row.get(key)
+            if value is None:
+                cells.append("—")
+                continue
+            mean, lo, hi = value
+            signed = fmt.replace("{:", "{:+")
+            mark = ""
+            if lo > 0 or hi < 0:  # the CI excludes 0
+                mark = " ✓" if mean * better > 0 else " ✗"
+            cells.append(f"{signed.format(mean)} [{signed.format(lo)}, {signed.format(hi)}]{mark}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+DIFFERENCE_KEYS = (
+    "id_source", "id_target", "pose_error", "expression_error", "shape_error",
+    "recon_l1", "recon_psnr", "recon_ssim",
+)  # fmt: skip
+
+
 def charts(summary: dict, path: Path) -> None:
     import matplotlib
 
@@ -171,16 +198,22 @@ def write_report(summary: dict, out: Path, pairs_file: str, recon: int, title: s
         real=summary["real_photos"],
         real_set=summary["real_set"],
     )
-    video = ""
-    if summary.get("video"):
-        frames = summary.get("video_frames", "")
-        video = f"## Video stability\n\n{video_table(summary['video'])}\n\n" + VIDEO_NOTES.format(
-            frames=frames
+    sections = ""
+    if summary.get("differences"):
+        reference = summary["reference"]
+        sections += (
+            f"## Differences to {reference}\n\nPer-pair differences (method − {reference}) "
+            "over the pairs both methods describe, mean and paired-bootstrap 95 % CI; ✓ / ✗: "
+            "the CI excludes 0 and the method is better / worse than the reference.\n\n"
+            f"{differences_table(summary['differences'], reference)}\n\n"
         )
+    if summary.get("video"):
+        notes_video = VIDEO_NOTES.format(frames=summary.get("video_frames", ""))
+        sections += f"## Video stability\n\n{video_table(summary['video'])}\n\n{notes_video}"
     text = (
         f"# {title}\n\n"
         f"{summary['pairs_with_faces']} of {summary['pairs']} pairs had a face in all three "
-        f"photos and were evaluated.\n\n{table(summary)}\n\n{notes}\n{video}\n"
+        f"photos and were evaluated.\n\n{table(summary)}\n\n{notes}\n{sections}\n"
         "![metrics](charts.png)\n\n![swaps of the public-domain faces](samples.png)\n"
     )
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(text))
