@@ -124,3 +124,16 @@ def test_color_match_pulls_the_face_towards_the_target_colours(run_folder, astro
     matched = swapper.swap_image(grace_hopper, astronaut, color_match=1.0).image
     assert colour_gap(matched) < colour_gap(plain)
     assert np.abs(matched.astype(int) - plain)[inner].mean() > 0.5
+
+
+def test_face_paste_changes_less_than_the_whole_mask(run_folder, astronaut, grace_hopper):
+    changed = {}
+    for paste in ("face", "mask"):
+        engine = Swapper.load(run_folder, paste=paste).engine
+        out = engine.swap_image([grace_hopper], astronaut, watermark=False).image
+        changed[paste] = np.abs(out.astype(int) - astronaut).max(2) > 0
+    face, mask = changed["face"], changed["mask"]
+    assert 0 < face.sum() < mask.sum()
+    assert (face & ~mask).sum() < 0.01 * face.sum()
+    with pytest.raises(SelfswapError, match="paste must be"):
+        Swapper.load(run_folder, paste="everything")

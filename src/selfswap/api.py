@@ -62,9 +62,13 @@ class Swapper:
         self.name = name
 
     @classmethod
-    def load(cls, model: str | os.PathLike = "default", device: str = "cpu") -> Swapper:
-        """`"default"`, an exported `.safetensors` model or a training run folder."""
-        return cls(FaceSwapper.load(model, device), str(model))
+    def load(
+        cls, model: str | os.PathLike = "default", device: str = "cpu", paste: str = "face"
+    ) -> Swapper:
+        """`"default"`, an exported `.safetensors` model or a training run folder. `paste`:
+        "face" puts back the face regions only (the target's hair and background stay),
+        "mask" the whole region the generator repainted."""
+        return cls(FaceSwapper.load(model, device, paste), str(model))
 
     def _faces(self, faces):
         """ "all", indices, or a reference photo of the person whose faces to swap."""

@@ -148,7 +148,7 @@ def cmd_swap(args: argparse.Namespace) -> int:
     sources = [load_image(p) for p in args.source]
     target = load_image(args.target)
     faces = _faces_spec(args.faces)
-    result = Swapper.load(args.model).swap_image(
+    result = Swapper.load(args.model, paste=args.paste).swap_image(
         sources, target, faces=faces, color_match=args.color_match
     )
     for note in result.notes:
@@ -167,7 +167,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     _check_paths(args.source, args.target, args.output)
     sources = [load_image(p) for p in args.source]
     faces = _faces_spec(args.faces)
-    swapper = Swapper.load(args.model)
+    swapper = Swapper.load(args.model, paste=args.paste)
     stats = swapper.swap_video(
         sources, args.target, args.output, faces, args.overwrite, color_match=args.color_match
     )
@@ -198,6 +198,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 MODEL_HELP = "default (shipped), an exported .safetensors file, or a training run folder"
+PASTE_HELP = "face: put back the face regions only (default); mask: all the model repainted"
 COLOR_HELP = "pull the new face's colours towards the replaced face's (0 = off, 1 = full)"
 
 
@@ -242,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faces", default="all", help="all, indices (0,2; left to right), ref:IMAGE")
     p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--color-match", type=_unit, default=0.0, metavar="0..1", help=COLOR_HELP)
+    p.add_argument("--paste", choices=["face", "mask"], default="face", help=PASTE_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_swap)
 
@@ -252,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faces", default="all", help="all, indices (0,2; left to right), ref:IMAGE")
     p.add_argument("--model", default="default", help=MODEL_HELP)
     p.add_argument("--color-match", type=_unit, default=0.0, metavar="0..1", help=COLOR_HELP)
+    p.add_argument("--paste", choices=["face", "mask"], default="face", help=PASTE_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_video)
 

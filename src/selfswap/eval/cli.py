@@ -27,7 +27,8 @@ def build_methods(args: argparse.Namespace) -> list:
         label, sep, model = spec.partition("=")
         if not sep or not label or not model:
             raise SelfswapError(f"--method takes LABEL=MODEL, not {spec!r}.")
-        methods.append(ModelMethod(label, model))
+        model, _, paste = model.partition(":paste=")
+        methods.append(ModelMethod(label, model, paste or "face"))
     if not methods:
         raise SelfswapError("Nothing to evaluate: give --model, --method or --baselines.")
     return methods
@@ -70,7 +71,8 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--model", action="append", help="default, a .safetensors file or a run "
                    "(repeatable)")  # fmt: skip
     p.add_argument("--method", action="append", metavar="LABEL=MODEL",
-                   help="a model under a label of your choice (repeatable)")  # fmt: skip
+                   help="a model under a label of your choice (repeatable); append "
+                   ":paste=mask to paste back the whole swap mask")  # fmt: skip
     p.add_argument("--baselines", default="no-swap,poisson",
                    help="comma list of no-swap, poisson, or none (default: both)")  # fmt: skip
     p.add_argument("--pairs", type=Path, required=True, help="source/source_id_ref/target TSV")

@@ -26,12 +26,12 @@ class SwapMethod(Protocol):
 class ModelMethod:
     """A selfswap model (`"default"`, an exported file or a training run)."""
 
-    def __init__(self, name: str, model: str) -> None:
+    def __init__(self, name: str, model: str, paste: str = "face") -> None:
         from selfswap.api import Swapper
 
         self.name = name
         self.model = model
-        self.swapper = Swapper.load(model)
+        self.swapper = Swapper.load(model, paste=paste)
 
     def swap(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
         return self.swapper.swap_image(source, target).image

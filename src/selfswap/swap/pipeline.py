@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -47,19 +48,37 @@ def _largest(faces: list[Face]) -> Face:
     return max(faces, key=lambda f: f.width)
 
 
+#: Paste-back region "face": the target's and the swapped mesh's face regions grown by this
+#: fraction of the crop side (and kept inside the swap mask).
+FACE_GROW = 0.04
+
+
 class FaceSwapper:
     """A loaded model plus the analysis it needs. `model` is the training code's
-    `GeneratorSide` (generator + appearance encoder), in eval mode."""
+    `GeneratorSide` (generator + appearance encoder), in eval mode.
 
-    def __init__(self, model: torch.nn.Module, config, device: str = "cpu") -> None:
+    `paste`: what goes back into the frame. "face" (default): the generated pixels over both
+    face regions (target's and swapped mesh's) plus a small margin, so the target's own hair
+    and background stay untouched; "mask": everything the generator repainted (the whole
+    shape-agnostic swap mask).
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, config, device: str = "cpu", paste: str = "face"
+    ) -> None:
+        if paste not in ("face", "mask"):
+            raise SelfswapError(f"paste must be 'face' or 'mask', not {paste!r}.")
         self.model = model.eval().requires_grad_(False).to(device)
         self.config = config
         self.size = int(config.size)
         self.device = device
+        self.paste_region = paste
         self.analyzer = FaceAnalyzer(AnalyzerConfig(embedding="dlib"))
 
     @classmethod
-    def load(cls, model: str | Path = "default", device: str = "cpu") -> FaceSwapper:
+    def load(
+        cls, model: str | Path = "default", device: str = "cpu", paste: str = "face"
+    ) -> FaceSwapper:
         """Load a swap model: `"default"` (shipped with selfswap), an exported `.safetensors`
         file (`selfswap export`), or a training run / checkpoint folder (its EMA weights)."""
         from selfswap.swap import bundle
@@ -69,7 +88,7 @@ class FaceSwapper:
             generator_side, config, _ = load_run(path)
         else:
             generator_side, config, _ = bundle.load_generator_side(path)
-        return cls(generator_side, config, device)
+        return cls(generator_side, config, device, paste)
 
     @cached_property
     def fast_analyzer(self) -> FaceAnalyzer:
@@ -104,8 +123,8 @@ class FaceSwapper:
     def swap_faces(
         self, target_rgb: np.ndarray, faces: list[Face], source: SourceIdentity
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For target faces: generated crops `(N, R, R, 3)` uint8, swap masks `(N, R, R)` and
-        alignment matrices `(N, 2, 3)` (image → crop)."""
+        """For target faces: generated crops `(N, R, R, 3)` uint8, paste-back masks `(N, R, R)`
+        (see `paste`) and alignment matrices `(N, 2, 3)` (image → crop)."""
         from selfswap.geometry.mesh import Geometry
         from selfswap.nets.generator import composite
 
@@ -133,7 +152,16 @@ class FaceSwapper:
             )  # fmt: skip
             out = composite(raw.float(), image, mask)
         generated = (out.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
-        return generated, swap.mask[:, 0], matrices
+        return generated, self._paste_mask(swap), matrices
+
+    def _paste_mask(self, swap) -> np.ndarray:
+        if self.paste_region == "mask":
+            return swap.mask[:, 0]
+        regions = np.maximum(swap.target_region[:, 0], swap.source_region[:, 0])
+        k = 2 * round(FACE_GROW * self.size) + 1
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        grown = np.stack([cv2.dilate(r, kernel) for r in regions])
+        return np.minimum(grown, swap.mask[:, 0])
 
     def paste(self, frame, crops, masks, matrices, color_match: float = 0.0) -> np.ndarray:
         """Feathered paste-back of generated crops; `color_match` in [0, 1] moves each face's
