@@ -137,3 +137,19 @@ def test_face_paste_changes_less_than_the_whole_mask(run_folder, astronaut, grac
     assert (face & ~mask).sum() < 0.01 * face.sum()
     with pytest.raises(SelfswapError, match="paste must be"):
         Swapper.load(run_folder, paste="everything")
+
+
+def test_seesaw_models_see_the_whole_target(train_faces, tmp_path, astronaut, grace_hopper):
+    """A seesaw generator was trained on the unmasked target; swapping must show it that."""
+    run = tmp_path / "seesaw"
+    config = tiny_train_config(train_faces, run, "mode=seesaw", "steps=2", "checkpoint.every=2")
+    train(config, log=lambda *_: None)
+    calls = []
+    for model, expected in ((run, False), (None, True)):
+        engine = Swapper.load(model or bundle.packaged("default")).engine
+        forward = engine.model.forward
+        engine.model.forward = lambda *a, _f=forward, **k: (
+            calls.append(k.get("masked")) or _f(*a, **k)
+        )
+        engine.swap_image([grace_hopper], astronaut)
+        assert calls.pop() is expected

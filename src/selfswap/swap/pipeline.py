@@ -149,6 +149,7 @@ class FaceSwapper:
             raw = self.model(
                 image, mask, tensor(swap.normals), tensor(swap.silhouette),
                 tensor(swap.target_region), z_id,
+                masked=self.config.mode != "seesaw",  # seesaw models see the whole target
             )  # fmt: skip
             out = composite(raw.float(), image, mask)
         generated = (out.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
