@@ -14,8 +14,6 @@ import resource
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_analyze import photo_640x480, timed  # noqa: E402
 from selfswap.face import align  # noqa: E402
@@ -31,6 +29,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    import torch  # after selfswap, whose OpenMP setting must precede torch's start
+
     torch.set_num_threads(args.threads)
     swapper = FaceSwapper.load(args.model)
     target = photo_640x480()
