@@ -48,6 +48,8 @@ How to read this table
   comparable to published FID, and with a few hundred faces per side it has a positive bias.
 - Self-reconstruction: each of the first {recon} targets swapped with itself; L1 (0-1 scale),
   PSNR and SSIM inside the target's face box (+10 %).
+- ms / swap: wall time of each whole swap call (both photos analysed) on the machine as it
+  was loaded during the run; for speed, use `benchmarks/bench_swap.py` on a quiet machine.
 - Every mean comes with a percentile-bootstrap 95 % CI (2000 resamples) in brackets; the FD
   is one number over the whole set. "no swap" is the unchanged target: the floor for
   identity transfer and the ceiling for leakage.
