@@ -217,7 +217,9 @@ def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
     path = Path(path)
     output_format(path)
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"output file '{path}' exists; pass overwrite to replace it")
+        raise OutputExistsError(
+            f"output file '{path}' exists; pass --overwrite (overwrite=True in Python) to replace it"
+        )
     if path.is_dir():
         raise VideoError(f"output path '{path}' is a directory")
     if not path.parent.is_dir():
