@@ -218,7 +218,7 @@ def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
     output_format(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(
-            f"output file '{path}' exists; pass --overwrite (overwrite=True in Python) to replace it"
+            f"output file '{path}' exists; pass --overwrite (overwrite=True) to replace it"
         )
     if path.is_dir():
         raise VideoError(f"output path '{path}' is a directory")
