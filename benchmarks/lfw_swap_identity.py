@@ -16,14 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from selfswap.errors import NoFaceError
+from selfswap.face.identity import cosine_similarity as cosine
 from selfswap.io.images import load_image
 from selfswap.swap.pipeline import FaceSwapper
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from selfswap.errors import NoFaceError
+from selfswap.face.identity import cosine_similarity
 from selfswap.face.types import Face
 from selfswap.io.images import as_rgb_array, save_image
 from selfswap.provenance import provenance_metadata
@@ -51,7 +52,7 @@ def _as_list(images) -> list:
 
 def identity_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two dlib face embeddings (1 = same direction)."""
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    return float(cosine_similarity(a, b))
 
 
 class Swapper:
@@ -78,10 +79,7 @@ class Swapper:
             return [int(i) for i in faces]
         if isinstance(faces, int):
             return [faces]
-        found = self.engine.analyzer.analyze(as_rgb_array(faces))
-        if not found:
-            raise NoFaceError("No face found in the reference photo.")
-        return max(found, key=lambda f: f.width).embedding
+        return self.embedding(faces, "No face found in the reference photo.")
 
     def swap_image(self, source, target, faces="all", color_match: float = 0.0) -> ImageResult:
         """Swap the person in `source` (one photo or a list of photos of the same person) into
@@ -104,9 +102,10 @@ class Swapper:
             color_match=color_match,
         )  # fmt: skip
 
-    def embedding(self, image) -> np.ndarray:
-        """dlib identity embedding of the largest face in `image`."""
+    def embedding(self, image, missing: str = "No face found.") -> np.ndarray:
+        """dlib identity embedding of the largest face in `image` (`missing`: the message
+        when there is none)."""
         found = self.engine.analyzer.analyze(as_rgb_array(image))
         if not found:
-            raise NoFaceError("No face found.")
+            raise NoFaceError(missing)
         return max(found, key=lambda f: f.width).embedding

@@ -212,6 +212,15 @@ def _unit(text: str) -> float:
     return value
 
 
+def _add_swap_options(p: argparse.ArgumentParser) -> None:
+    """Options `swap` and `video` share: which faces, which model, how to paste back."""
+    p.add_argument("--faces", default="all", help="all, indices (0,2; left to right), ref:IMAGE")
+    p.add_argument("--model", default="default", help=MODEL_HELP)
+    p.add_argument("--color-match", type=_unit, default=0.0, metavar="0..1", help=COLOR_HELP)
+    p.add_argument("--paste", choices=["face", "mask"], default="face", help=PASTE_HELP)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="selfswap",
@@ -240,22 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="photo of the source person (repeat for several photos)")  # fmt: skip
     p.add_argument("--target", "-t", type=Path, required=True)
     p.add_argument("--output", "-o", type=Path, required=True)
-    p.add_argument("--faces", default="all", help="all, indices (0,2; left to right), ref:IMAGE")
-    p.add_argument("--model", default="default", help=MODEL_HELP)
-    p.add_argument("--color-match", type=_unit, default=0.0, metavar="0..1", help=COLOR_HELP)
-    p.add_argument("--paste", choices=["face", "mask"], default="face", help=PASTE_HELP)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _add_swap_options(p)
     p.set_defaults(func=cmd_swap)
 
     p = sub.add_parser("video", help="swap the source person into a video (audio kept)")
     p.add_argument("--source", "-s", type=Path, action="append", required=True)
     p.add_argument("--target", "-t", type=Path, required=True, help="input video")
     p.add_argument("--output", "-o", type=Path, required=True, help=".mp4, .mov, .mkv, .m4v")
-    p.add_argument("--faces", default="all", help="all, indices (0,2; left to right), ref:IMAGE")
-    p.add_argument("--model", default="default", help=MODEL_HELP)
-    p.add_argument("--color-match", type=_unit, default=0.0, metavar="0..1", help=COLOR_HELP)
-    p.add_argument("--paste", choices=["face", "mask"], default="face", help=PASTE_HELP)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _add_swap_options(p)
     p.set_defaults(func=cmd_video)
 
     p = sub.add_parser("models", help="list, pull or verify model files")

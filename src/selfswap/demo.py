@@ -60,7 +60,7 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _panel(image: np.ndarray, caption: str) -> Image.Image:
+def captioned(image: np.ndarray, caption: str) -> Image.Image:
     img = Image.fromarray(image)
     img = img.resize((round(img.width * PANEL / img.height), PANEL), Image.Resampling.LANCZOS)
     out = Image.new("RGB", (img.width, PANEL + LABEL), "white")
@@ -74,9 +74,9 @@ def side_by_side(swaps: list[DemoSwap]) -> np.ndarray:
     rows = []
     for s in swaps:
         panels = [
-            _panel(s.source, f"source: {s.source_name}"),
-            _panel(s.target, f"target: {s.target_name}"),
-            _panel(s.swapped, f"swap (sim. to source {s.to_source:.3f})"),
+            captioned(s.source, f"source: {s.source_name}"),
+            captioned(s.target, f"target: {s.target_name}"),
+            captioned(s.swapped, f"swap (sim. to source {s.to_source:.3f})"),
         ]
         rows.append(panels)
     width = max(sum(p.width for p in row) + 8 * (len(row) - 1) for row in rows)

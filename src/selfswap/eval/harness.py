@@ -94,7 +94,7 @@ def _vector(x: np.ndarray) -> list[float]:
     return [round(float(v), 6) for v in x]
 
 
-def swap_record(pair_index: int, pair: Pair, inputs: dict, swapped, seconds: float, d) -> dict:
+def swap_record(pair_index: int, inputs: dict, seconds: float, d) -> dict:
     src, ref, tgt = inputs["source"], inputs["ref"], inputs["target"]
     record = {"pair": pair_index, "kind": "swap", "ms": seconds * 1000, "found": d is not None}
     if d is not None:
@@ -222,7 +222,7 @@ def evaluate(
                         swapped = None
                     seconds = time.perf_counter() - start
                     d = None if swapped is None else describe(swapped, inputs[i]["target"].box)
-                    new.append(swap_record(i, pair, inputs[i], swapped, seconds, d))
+                    new.append(swap_record(i, inputs[i], seconds, d))
                 wants_recon = getattr(method, "reconstructs", True) and i < recon
                 if wants_recon and (i, "recon") not in seen:
                     try:

@@ -168,15 +168,15 @@ def sample_grid(methods, path: Path) -> None:
     the astronaut photo, and the astronaut into Grace Hopper's."""
     from PIL import Image
 
-    from selfswap.demo import _panel
+    from selfswap.demo import captioned
     from selfswap.samples import astronaut, grace_hopper
 
     hopper, nasa = grace_hopper(), astronaut()
     names = [m.name for m in methods]
-    grid = [[_panel(hopper, "source: Grace Hopper"), _panel(nasa, "source: astronaut")]]
+    grid = [[captioned(hopper, "source: Grace Hopper"), captioned(nasa, "source: astronaut")]]
     for method in methods:
-        grid.append([_panel(method.swap(hopper, nasa), method.name),
-                     _panel(method.swap(nasa, hopper), method.name)])  # fmt: skip
+        grid.append([captioned(method.swap(hopper, nasa), method.name),
+                     captioned(method.swap(nasa, hopper), method.name)])  # fmt: skip
     widths = [max(row[c].width for row in grid) for c in range(2)]
     height = grid[0][0].height
     sheet = Image.new("RGB", (sum(widths) + 8, len(grid) * height), "white")

@@ -89,10 +89,9 @@ def video_metrics(methods, frames: int = 75, analyzer: FaceAnalyzer | None = Non
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         clip = write_clip(Path(tmp) / "clip.mp4", pan_zoom_frames(frames))
-        outputs = {"input clip": clip}
         for method in methods:
-            outputs[method.name] = swap_clip(method, source, clip, Path(tmp) / "out.mp4")
-            results[method.name] = _measure(outputs[method.name], analyzer, source_embedding)
+            swapped = swap_clip(method, source, clip, Path(tmp) / "out.mp4")
+            results[method.name] = _measure(swapped, analyzer, source_embedding)
         results = {"input clip": _measure(clip, analyzer, source_embedding), **results}
     return results
 
