@@ -220,6 +220,41 @@ def test_two_shards_merge_into_the_same_dataset_as_one_run(small_set, reference,
     assert not (tmp_path / "bad").exists()
 
 
+def test_sets_with_different_identity_sources_merge_side_by_side(small_set, reference, tmp_path):
+    # The same photos labelled by a CSV (CelebA style) instead of by folder (LFW style).
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,identity\ncollins/astronaut.png,7\nhopper/hopper.jpg,7\n")
+    csv_set = tmp_path / "csv_set"
+    run(small_set, csv_set, identity_from=f"csv:{labels}")
+    merged = merge([reference, csv_set], tmp_path / "merged", log=lambda _: None)
+
+    assert merged.images_seen == 18 and merged.faces == 10
+    faces = read_faces(tmp_path / "merged")
+    sources = faces.column("source").to_pylist()
+    assert sources == sorted(
+        [f"prepared/{s}" for s in FACE_FILES] + [f"csv_set/{s}" for s in FACE_FILES]
+    )
+    by_source = dict(zip(sources, faces.column("identity").to_pylist(), strict=True))
+    assert by_source["prepared/hopper/hopper.jpg"] == "prepared/hopper"
+    assert by_source["csv_set/hopper/hopper.jpg"] == "csv_set/7"
+    assert by_source["csv_set/hopper/hopper_half.png"] is None  # not in the CSV
+    # Identities never mix across sets: 3 folder identities + 1 CSV identity.
+    assert merged.identities == 4
+    rejected = {key for key, _, _ in read_rejected(tmp_path / "merged" / "rejected.tsv")}
+    assert rejected == {f"{p}/{k}" for p in ("prepared", "csv_set") for k in EXPECTED_REJECTED}
+    # Every crop is the one its set wrote, under a name of its own.
+    crops = faces.column("crop").to_pylist()
+    assert len(set(crops)) == 10
+    originals = read_faces(reference)
+    for source, crop in zip(sources, crops, strict=True):
+        if source.startswith("prepared/"):
+            row = originals.column("source").to_pylist().index(source.removeprefix("prepared/"))
+            original = reference / originals.column("crop")[row].as_py()
+            assert (tmp_path / "merged" / crop).read_bytes() == original.read_bytes()
+    settings = read_json(tmp_path / "merged" / "manifest.json")["settings"]
+    assert settings["identity_from"] == f"sets: prepared=folder, csv_set=csv:{labels.name}"
+
+
 def test_output_prepared_differently_is_refused(small_set, reference):
     with pytest.raises(SelfswapError, match="prepared at size 128, not 64"):
         run(small_set, reference, size=64)

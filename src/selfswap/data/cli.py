@@ -28,7 +28,7 @@ def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
         description="Detect, align and describe the faces of a folder or list of photos: "
         "aligned crops plus faces.parquet (landmarks, 3DMM, identity embedding). "
         "Re-running the same command resumes; --shard splits the work across machines and "
-        "--merge joins the shard folders.",
+        "--merge joins shard folders, or sets labelled differently (e.g. LFW and CelebA).",
     )
     p.add_argument("--input", type=Path, help="folder of images, or a text file of paths")
     p.add_argument("--output", type=Path, required=True, help="prepared folder to write")
@@ -80,8 +80,9 @@ def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
         "--merge",
         nargs="+",
         type=Path,
-        metavar="SHARD_DIR",
-        help="merge finished shard folders into --output instead of preparing",
+        metavar="DIR",
+        help="merge finished prepared folders (shards of one input, or sets whose identities "
+        "come from different sources) into --output instead of preparing",
     )
     p.set_defaults(func=cmd_prepare)
     return p
@@ -98,7 +99,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         print(summary.report())
         return 0
     if args.input is None:
-        raise SelfswapError("--input is required (or --merge SHARD_DIR...).")
+        raise SelfswapError("--input is required (or --merge DIR...).")
     settings = make_settings(
         args.size,
         identity_from=args.identity_from,

@@ -43,7 +43,15 @@ import pyarrow.parquet as pq
 from selfswap.errors import SelfswapError
 
 from . import table as tbl
-from .process import UNREADABLE_REASONS, Chunk, Item, init_worker, process_chunk, worker_chunk
+from .process import (
+    UNREADABLE_REASONS,
+    Chunk,
+    Item,
+    crop_name,
+    init_worker,
+    process_chunk,
+    worker_chunk,
+)
 from .settings import DEFAULT_CHUNK_SIZE, Settings
 from .sources import (
     identity_labeler,
@@ -427,10 +435,13 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def merge(shard_dirs: list[str | os.PathLike], output: str | os.PathLike, log: Log = _stderr):
-    """Merge finished shard folders into `output` (crops hard-linked where possible).
+    """Merge finished prepared folders into `output` (crops hard-linked where possible).
 
-    Refuses shards prepared with different settings; an input present in two shards is
-    kept once (from the first shard given).
+    Shards of one input (same settings) merge into the dataset one run would give; an input
+    present in two shards is kept once (from the first shard given). Folders that differ
+    only in where identities come from (say LFW by folder and CelebA by CSV) are separate
+    sets: each set's sources and identities are prefixed with its folder name, so people
+    and files of different sets never mix. Any other difference is refused.
     """
     output = Path(output)
     shards = [Path(d) for d in shard_dirs]
@@ -446,31 +457,69 @@ def merge(shard_dirs: list[str | os.PathLike], output: str | os.PathLike, log: L
         manifests.append(tbl.read_json(folder / tbl.MANIFEST_FILE))
     first = manifests[0]["settings"]
     for folder, manifest in zip(shards[1:], manifests[1:], strict=True):
-        if manifest["settings"] != first:
+        theirs = {**manifest["settings"], "identity_from": first.get("identity_from")}
+        if theirs != first:
             raise SelfswapError(
                 f"cannot merge {shards[0]} and {folder}: they were prepared with different "
-                f"settings ({_describe_differences(first, manifest['settings'])})."
+                f"settings ({_describe_differences(first, theirs)})."
             )
-    _warn_incomplete_shards([m.get("shard") for m in manifests], log)
+    sources = [m["settings"].get("identity_from") for m in manifests]
+    prefixes = _set_names(shards) if len(set(sources)) > 1 else [None] * len(shards)
+    if prefixes[0] is None:
+        _warn_incomplete_shards([m.get("shard") for m in manifests], log)
+    else:
+        described = ", ".join(f"{p}={s}" for p, s in zip(prefixes, sources, strict=True))
+        first = {**first, "identity_from": f"sets: {described}"}
     settings = Settings(**first)
     _claim_output(output, settings, None)
     with _locked(output):
         tables, kept, rejected = [], set(), {}
-        for folder in shards:
+        for folder, prefix in zip(shards, prefixes, strict=True):
             faces, _ = tbl.read_parquet(folder / tbl.FACES_FILE)
+            records = tbl.read_rejected(folder / tbl.REJECTED_FILE)
+            renamed: dict[str, str] = {}  # crop path in `output` -> path in `folder`
+            if prefix is not None:
+                faces, records, renamed = _prefixed(faces, records, prefix, settings.crop_format)
             fresh = set(faces.column("source").to_pylist()) - kept
             kept |= fresh
-            for record in tbl.read_rejected(folder / tbl.REJECTED_FILE):
+            for record in records:
                 rejected.setdefault(record, None)
             mask = pc.is_in(faces.column("source"), value_set=pa.array(sorted(fresh), pa.string()))
             faces = faces.filter(mask)
             for crop in faces.column("crop").to_pylist():
-                _link_or_copy(folder / crop, output / crop)
+                _link_or_copy(folder / renamed.get(crop, crop), output / crop)
             tables.append(faces)
         merged = pa.concat_tables(tables) if tables else _empty_faces()
         records = [(key, "kept", "") for key in sorted(kept)] + list(rejected)
         summary = _write_outputs(output, merged, records, {"merged_from": [str(s) for s in shards]})
     return summary
+
+
+def _set_names(folders: list[Path]) -> list[str]:
+    """A short unique name per merged set: its folder name, numbered if repeated."""
+    names: list[str] = []
+    for folder in folders:
+        name, n = folder.resolve().name, 2
+        while name in names:
+            name, n = f"{folder.resolve().name}-{n}", n + 1
+        names.append(name)
+    return names
+
+
+def _prefixed(
+    faces: pa.Table, records: list[tuple[str, str, str]], prefix: str, crop_format: str
+) -> tuple[pa.Table, list[tuple[str, str, str]], dict[str, str]]:
+    """`faces` and rejection `records` of one set with sources, identities and crop names
+    moved under `prefix/`, and the renamed crops (new path -> old path)."""
+    sources = [f"{prefix}/{s}" for s in faces.column("source").to_pylist()]
+    identities = [None if i is None else f"{prefix}/{i}" for i in faces["identity"].to_pylist()]
+    indices = faces.column("face_index").to_pylist()
+    crops = [crop_name(s, i, crop_format) for s, i in zip(sources, indices, strict=True)]
+    renamed = dict(zip(crops, faces.column("crop").to_pylist(), strict=True))
+    for name, values in {"source": sources, "identity": identities, "crop": crops}.items():
+        at = faces.schema.get_field_index(name)
+        faces = faces.set_column(at, name, pa.array(values, pa.string()))
+    return faces, [(f"{prefix}/{key}", status, detail) for key, status, detail in records], renamed
 
 
 def _warn_incomplete_shards(specs: list[str | None], log: Log) -> None:

@@ -28,7 +28,7 @@ class Settings:
     max_yaw: float = 60.0  # degrees, |yaw| of the 3DMM fit
     min_score: float | None = None  # detector-specific; None: keep every detection
     all_faces: bool = False  # False: only the main face (largest, weighted to the centre)
-    identity_from: str | None = None  # "folder", "csv:NAME" or None
+    identity_from: str | None = None  # "folder", "csv:NAME", None, or "sets: ..." (merged)
     detector: str = "default"
     embedding: str = "dlib"  # "dlib", "torch" or "none"
     template: str = ""  # `template_version()`, filled in by `Settings.create`
