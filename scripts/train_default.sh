@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 HOME_DIR=${SELFSWAP_HOME:-$HOME/.cache/selfswap}
 DATA=${SELFSWAP_DATA:-$(cd .. && pwd)/shared/data}
-FINAL=${1:-FINAL_STEP_OF_SHIPPED_MODEL}
+FINAL=${1:-9000}
 LFW_ONLY_STEPS=3606 # the shipped model's first two CPU hours saw LFW train only
 D=$HOME_DIR/datasets
 R=$HOME_DIR/runs/samae-128
