@@ -464,8 +464,9 @@ def merge(shard_dirs: list[str | os.PathLike], output: str | os.PathLike, log: L
                 f"settings ({_describe_differences(first, theirs)})."
             )
     sources = [m["settings"].get("identity_from") for m in manifests]
-    prefixes = _set_names(shards) if len(set(sources)) > 1 else [None] * len(shards)
-    if prefixes[0] is None:
+    as_sets = len(set(sources)) > 1
+    prefixes = _set_names(shards) if as_sets else [None] * len(shards)
+    if not as_sets:
         _warn_incomplete_shards([m.get("shard") for m in manifests], log)
     else:
         described = ", ".join(f"{p}={s}" for p, s in zip(prefixes, sources, strict=True))
@@ -499,9 +500,10 @@ def _set_names(folders: list[Path]) -> list[str]:
     """A short unique name per merged set: its folder name, numbered if repeated."""
     names: list[str] = []
     for folder in folders:
-        name, n = folder.resolve().name, 2
+        base = folder.resolve().name
+        name, n = base, 2
         while name in names:
-            name, n = f"{folder.resolve().name}-{n}", n + 1
+            name, n = f"{base}-{n}", n + 1
         names.append(name)
     return names
 
