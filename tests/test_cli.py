@@ -136,3 +136,25 @@ def test_video_refusals(tmp_path):
 
 def result_mentions(result: subprocess.CompletedProcess, fragment: str) -> bool:
     return result.returncode != 0 and "Traceback" not in result.stderr and fragment in result.stderr
+
+
+def test_sigterm_runs_the_ctrl_c_clean_up():
+    """SIGTERM inside a command raises like Ctrl-C (so `finally` and `except
+    KeyboardInterrupt` clean-ups run), and the previous handler comes back afterwards."""
+    import os
+    import signal
+    import time
+
+    from selfswap.cli import Terminated, signals_as_interrupts
+
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned = False
+    with pytest.raises(KeyboardInterrupt) as caught, signals_as_interrupts():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        finally:
+            cleaned = True
+    assert isinstance(caught.value, Terminated) and caught.value.signum == signal.SIGTERM
+    assert cleaned
+    assert signal.getsignal(signal.SIGTERM) is before

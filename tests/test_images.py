@@ -135,3 +135,55 @@ def test_unknown_output_format(tmp_path, astronaut):
 def test_save_metadata_png(tmp_path, astronaut):
     path = save_image(tmp_path / "m.png", astronaut, {"selfswap": "synthetic"})
     assert Image.open(path).text["selfswap"] == "synthetic"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_outputs_get_the_usual_permissions(tmp_path, astronaut, umask):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        path = save_image(tmp_path / "a.png", astronaut[:32, :32])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    path.chmod(0o640)  # replacing a file keeps its permissions, as open(path, "w") would
+    save_image(path, astronaut[:16, :16])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_unwritable_outputs_are_one_sentence(tmp_path, astronaut):
+    from selfswap.io.files import OutputError
+
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(OutputError, match="afile is a file, not a folder"):
+        save_image(tmp_path / "afile" / "x.png", astronaut)
+    with pytest.raises(OutputError, match="is a folder"):
+        save_image(tmp_path / "folder.png", astronaut)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "folder.png"]
+
+
+def test_interrupted_write_leaves_nothing(tmp_path):
+    from selfswap.io.files import atomic_write
+
+    def write(tmp):
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "out.bin", write)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_symlink_loop_is_an_image_error(tmp_path):
+    import os
+
+    os.symlink("b.png", tmp_path / "a.png")
+    os.symlink("a.png", tmp_path / "b.png")
+    with pytest.raises(ImageError, match="symbolic link loop"):
+        load_image(tmp_path / "a.png")
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(ImageError, match="is a folder"):
+        load_image(tmp_path / "dir.png")

@@ -23,6 +23,7 @@ import numpy as np
 from selfswap.errors import NoFaceError
 from selfswap.face.identity import cosine_similarity
 from selfswap.face.types import Face
+from selfswap.io.files import refuse_input_as_output
 from selfswap.io.images import as_rgb_array, save_image
 from selfswap.provenance import provenance_metadata
 from selfswap.swap.pipeline import FaceSwapper, swap_video
@@ -95,7 +96,10 @@ class Swapper:
         self, source, target_path, out_path, faces="all", overwrite: bool = False,
         progress: bool = True, color_match: float = 0.0,
     ) -> ProcessStats:  # fmt: skip
-        """Swap into a video; frame timing and audio are kept, output written atomically."""
+        """Swap into a video; frame timing and audio are kept, output written atomically.
+        An output that is the target video (or a source photo) is refused."""
+        paths = [s for s in _as_list(source) if isinstance(s, (str, os.PathLike))]
+        refuse_input_as_output(out_path, [target_path, *paths])
         sources = [as_rgb_array(s) for s in _as_list(source)]
         return swap_video(
             self.engine, sources, target_path, out_path, self._faces(faces), overwrite, progress,

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from selfswap import __version__
 from selfswap.errors import SelfswapError
+from selfswap.io.files import (
+    check_input_path,
+    check_output_path,
+    os_error_sentence,
+    refuse_input_as_output,
+    remove_stale_parts,
+    same_file,
+)
 
 
 def _add_analyzer_options(p: argparse.ArgumentParser) -> None:
@@ -27,8 +39,11 @@ def _analyzer_config(args: argparse.Namespace):
 def cmd_analyze(args: argparse.Namespace) -> int:
     from selfswap.face.analyzer import FaceAnalyzer
     from selfswap.face.draw import draw_faces
-    from selfswap.io.images import load_image, save_image
+    from selfswap.io.images import image_format_for, load_image, save_image
 
+    if args.draw:
+        image_format_for(args.draw)
+        _prepare_output(args.draw, [args.image])
     image = load_image(args.image)
     faces = FaceAnalyzer(_analyzer_config(args)).analyze(image)
     if args.json:
@@ -83,7 +98,15 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_guidance(args: argparse.Namespace) -> int:
     from selfswap.geometry.guidance import run_guidance
+    from selfswap.io.images import image_format_for, load_image
 
+    if args.size < 16 or args.size > 4096:
+        raise SelfswapError(f"--size {args.size}: use a crop size between 16 and 4096.")
+    image_format_for(args.output)
+    _prepare_output(args.output, [args.target, args.source])
+    for path in (args.target, args.source):
+        if path is not None:
+            load_image(path)  # one clear sentence for an unusable image, before any work
     run_guidance(args.target, args.source, args.output, size=args.size)
     print(f"wrote {args.output}")
     return 0
@@ -130,24 +153,36 @@ def _faces_spec(spec: str):
         ) from None
 
 
-def _check_paths(sources: list[Path], target: Path, output: Path) -> None:
-    if output.resolve() in {p.resolve() for p in [*sources, target]}:
-        raise SelfswapError("The output path is one of the inputs; choose another name.")
-    if target.resolve() in {p.resolve() for p in sources}:
+def _prepare_output(output: Path, inputs: list[Path | None]) -> None:
+    """Before any work: refuse an output that is one of the inputs or cannot be written,
+    and remove the temporary files a killed earlier run left for this output."""
+    for path in inputs:
+        if path is not None:
+            check_input_path(path)
+    refuse_input_as_output(output, inputs)
+    check_output_path(output)
+    remove_stale_parts(output)
+
+
+def _check_paths(sources: list[Path], target: Path, output: Path, faces: str) -> None:
+    reference = Path(faces[4:]) if faces.startswith("ref:") else None
+    _prepare_output(output, [*sources, target, reference])
+    if any(same_file(target, source) for source in sources):
         raise SelfswapError("Source and target are the same file.")
 
 
 def cmd_swap(args: argparse.Namespace) -> int:
-    from selfswap.api import Swapper
     from selfswap.io.images import image_format_for, load_image
 
     image_format_for(args.output)
+    _check_paths(args.source, args.target, args.output, args.faces)
     if args.output.exists() and not args.overwrite:
         raise SelfswapError(f"{args.output} exists; pass --overwrite to replace it.")
-    _check_paths(args.source, args.target, args.output)
     sources = [load_image(p) for p in args.source]
     target = load_image(args.target)
     faces = _faces_spec(args.faces)
+    from selfswap.api import Swapper  # slow to import: only once the inputs are good
+
     result = Swapper.load(args.model, paste=args.paste).swap_image(
         sources, target, faces=faces, color_match=args.color_match
     )
@@ -159,14 +194,16 @@ def cmd_swap(args: argparse.Namespace) -> int:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    from selfswap.api import Swapper
     from selfswap.io.images import load_image
-    from selfswap.swap.video import check_output
+    from selfswap.swap.video import check_output, probe
 
+    _check_paths(args.source, args.target, args.output, args.faces)
     check_output(args.output, args.overwrite)
-    _check_paths(args.source, args.target, args.output)
     sources = [load_image(p) for p in args.source]
     faces = _faces_spec(args.faces)
+    probe(args.target)  # an unreadable video is refused before the model is loaded
+    from selfswap.api import Swapper
+
     swapper = Swapper.load(args.model, paste=args.paste)
     stats = swapper.swap_video(
         sources, args.target, args.output, faces, args.overwrite, color_match=args.color_match
@@ -180,7 +217,10 @@ def cmd_video(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from selfswap.demo import report, run_demo
+    from selfswap.io.images import image_format_for
 
+    image_format_for(args.output)
+    _prepare_output(args.output, [])
     swaps = run_demo(args.output, args.model)
     print(report(swaps))
     print(f"wrote {args.output}")
@@ -190,6 +230,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from selfswap.swap import bundle
 
+    _prepare_output(args.output, [args.model])
     if args.output.exists() and not args.overwrite:
         raise SelfswapError(f"{args.output} exists; pass --overwrite to replace it.")
     out = bundle.export(args.model, args.output)
@@ -298,16 +339,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C so that the same clean-up runs (temporary
+    files removed, finished work kept)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """While active, SIGTERM and SIGHUP raise `Terminated` (Python's default is to die at
+    once and leave temporary files behind); the previous handlers come back afterwards.
+    Signals that were ignored (e.g. SIGHUP under nohup) stay ignored; a no-op outside the
+    main thread, where handlers cannot be set."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            signum = getattr(signal, name, None)
+            if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
+                previous[signum] = signal.signal(signum, _raise_terminated)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with signals_as_interrupts():
+            return int(args.func(args) or 0)
     except SelfswapError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated as exc:
+        print(f"terminated ({exc})", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the environment (disk full, permissions, ...), not a bug
+        print(f"error: {os_error_sentence(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

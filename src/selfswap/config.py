@@ -21,7 +21,53 @@ class ConfigError(SelfswapError):
     """A configuration file or override is invalid."""
 
 
+@dataclasses.dataclass(frozen=True)
+class _Override:
+    """A `--set key=value` value: the text as typed and its YAML reading. Text options take
+    the text (`--set name=2024` is the name "2024"), the others the YAML value."""
+
+    text: str
+    value: Any
+
+
+def _wants_text(hint: Any, value: Any) -> bool:
+    if hint is str:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return str in typing.get_args(hint) and value is not None
+    return False
+
+
+def _known_detectors() -> list[str]:
+    from selfswap.face.detect import DETECTORS
+
+    return ["default", *DETECTORS]
+
+
+def _known_embeddings() -> list[str]:
+    from selfswap.face.analyzer import EMBEDDINGS
+
+    return list(EMBEDDINGS)
+
+
+#: Text options that name something from a registry, by field name (the same meaning in
+#: every config that has them): checked when the config is read, so a typo is one sentence
+#: before any work starts.
+NAMED_CHOICES: dict[str, typing.Callable[[], list[str]]] = {
+    "detector": _known_detectors,
+    "embedding": _known_embeddings,
+}
+
+
+def check_choice(where: str, value: Any, known: list[str]) -> None:
+    """Raise `ConfigError` unless `value` is one of `known`."""
+    if value not in known:
+        raise ConfigError(f"{where}: unknown value {value!r}; use one of {', '.join(known)}.")
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
+    if isinstance(value, _Override):
+        value = value.text if _wants_text(hint, value.value) else value.value
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -60,15 +106,19 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return False
         raise ConfigError(f"{where}: expected true/false, got {value!r}.")
     if hint in (int, float):
+        if isinstance(value, (bool, list, dict)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}.")
         try:
             number = hint(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{where}: expected a number, got {value!r}.") from None
         if hint is int and isinstance(value, float) and value != number:
             raise ConfigError(f"{where}: expected an integer, got {value!r}.")
         return number
     if hint is str:
-        return str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected text, got {value!r} (quote it in YAML).")
+        return value
     return value
 
 
@@ -83,7 +133,13 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
             f"known: {', '.join(sorted(known))}."
         )
     values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
-    return cls(**values)
+    for key, value in values.items():
+        if key in NAMED_CHOICES and isinstance(value, str):
+            check_choice(f"{where}.{key}", value, NAMED_CHOICES[key]())
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:  # the dataclass's own checks
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def to_dict(config: Any) -> dict:
@@ -107,7 +163,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key.sub=value.")
         key, raw = item.split("=", 1)
-        _set_path(data, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_path(data, key.strip(), _Override(raw, value))
     return data
 
 
@@ -121,10 +181,13 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found.")
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
             loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid YAML/JSON ({exc}).") from None
+        except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            raise ConfigError(f"{path}: not valid YAML/JSON ({reason}).") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}).") from None
         if not isinstance(loaded, dict | None):
             raise ConfigError(f"{path}: the top level must be a mapping.")
         _merge(data, loaded or {})

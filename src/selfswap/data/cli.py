@@ -88,10 +88,36 @@ def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+#: Suffixes of files that are images, never a list of image paths.
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic"}
+
+
+def _check_input(input_path: Path, root: Path | None, output: Path) -> None:
+    """Refuse an --input that cannot give any work, before the output folder is made."""
+    from .sources import list_sources
+
+    if input_path.is_file() and input_path.suffix.lower() in _IMAGE_SUFFIXES:
+        raise SelfswapError(
+            f"--input {input_path} is an image; give the folder that holds the images or a "
+            "text file listing their paths."
+        )
+    sources, _ = list_sources(input_path, root, exclude=output)
+    if not sources:
+        raise SelfswapError(f"--input {input_path}: no images to prepare (empty folder or list).")
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Run `selfswap prepare`; returns the exit code (130 when interrupted)."""
+    from selfswap.io.files import check_input_path, check_output_path, refuse_input_as_output
+
     from .prepare import make_settings, merge, prepare
 
+    inputs = [*(args.merge or []), args.input]
+    for path in [*inputs, args.root]:
+        if path is not None:
+            check_input_path(path)
+    refuse_input_as_output(args.output, inputs)
+    check_output_path(args.output, folder=True)
     if args.merge:
         if args.input is not None:
             raise SelfswapError("use either --input or --merge, not both.")
@@ -100,6 +126,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         return 0
     if args.input is None:
         raise SelfswapError("--input is required (or --merge DIR...).")
+    _check_input(args.input, args.root, args.output)
     settings = make_settings(
         args.size,
         identity_from=args.identity_from,
@@ -138,10 +165,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="selfswap")
     add_prepare_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["prepare", *(sys.argv[1:] if argv is None else argv)])
+    from selfswap.cli import signals_as_interrupts
+    from selfswap.io.files import os_error_sentence
+
     try:
-        return args.func(args)
+        with signals_as_interrupts():
+            return args.func(args)
     except SelfswapError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {os_error_sentence(exc)}", file=sys.stderr)
         return 2
 
 

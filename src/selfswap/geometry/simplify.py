@@ -20,16 +20,17 @@ cached under `$SELFSWAP_HOME/cache` (an `.npz` of indices).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from selfswap.errors import SelfswapError
 from selfswap.face.bfm import BFM, load_bfm
+from selfswap.io.files import atomic_write
 from selfswap.paths import selfswap_home
 
 _VERSION = 2
@@ -230,31 +231,60 @@ def _cache_file(bfm: BFM) -> Path:
     return selfswap_home() / "cache" / f"bfm_lod_v{_VERSION}_{digest}_{levels}.npz"
 
 
+def _valid_level(bfm: BFM, target: int, kept: np.ndarray, triangles: np.ndarray) -> bool:
+    """Whether cached indices describe a usable level of detail of `bfm`: increasing vertex
+    indices in range that include the keypoints, and at most `target` triangles over them."""
+    if kept.ndim != 1 or kept.dtype.kind not in "iu" or len(kept) < 3:
+        return False
+    if triangles.ndim != 2 or triangles.shape[1] != 3 or triangles.dtype.kind not in "iu":
+        return False
+    if not 0 < len(triangles) <= target:
+        return False
+    if kept[0] < 0 or kept[-1] >= bfm.n_vertices or np.any(np.diff(kept) <= 0):
+        return False
+    if triangles.min() < 0 or triangles.max() >= len(kept):
+        return False
+    return bool(np.isin(bfm.keypoints68, kept).all())
+
+
+def _read_cache(bfm: BFM, path: Path) -> dict[int, tuple[np.ndarray, np.ndarray]] | None:
+    """The cached levels, or None when the file is missing or unusable in any way (it is
+    only a cache: anything wrong with it means computing the levels again)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            levels = {t: (data[f"kept_{t}"], data[f"triangles_{t}"]) for t in LEVELS}
+    except Exception:  # truncated or foreign file: zipfile, OSError, KeyError, ValueError...
+        return None
+    if not all(_valid_level(bfm, t, *levels[t]) for t in LEVELS):
+        return None
+    return {t: (k.astype(np.int64), tri.astype(np.int32)) for t, (k, tri) in levels.items()}
+
+
 @lru_cache(maxsize=1)
 def _levels() -> dict[int, tuple[np.ndarray, np.ndarray]]:
     bfm = load_bfm()
     path = _cache_file(bfm)
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return {t: (data[f"kept_{t}"], data[f"triangles_{t}"]) for t in LEVELS}
-        except (OSError, KeyError, ValueError):  # a corrupt cache is recomputed
-            pass
+    cached = _read_cache(bfm, path)
+    if cached is not None:
+        return cached
     locked = _boundary_vertices(bfm.triangles, bfm.n_vertices)
     locked[bfm.keypoints68] = True
     results = simplify(_sample_meshes(bfm), bfm.triangles, list(LEVELS), locked)
     levels = dict(zip(LEVELS, results))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-        arrays = {}
-        for t, (kept, triangles) in levels.items():
-            arrays[f"kept_{t}"], arrays[f"triangles_{t}"] = kept, triangles
-        with os.fdopen(fd, "wb") as f:
+    arrays = {}
+    for t, (kept, triangles) in levels.items():
+        arrays[f"kept_{t}"], arrays[f"triangles_{t}"] = kept, triangles
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except OSError:  # a read-only cache only costs the recomputation next time
-        pass
+
+    # this replaces a corrupt cache file too; a read-only cache only costs the
+    # recomputation next time
+    with contextlib.suppress(OSError, SelfswapError):
+        atomic_write(path, write)
     return levels
 
 

@@ -4,7 +4,6 @@ atomic image writing."""
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -12,6 +11,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from selfswap.errors import ImageError
+from selfswap.io.files import atomic_write, check_input_path
+
+__all__ = ["as_rgb_array", "atomic_write", "image_format_for", "load_image", "save_image"]
 
 #: Images with more pixels than this are downscaled while decoding (JPEG) or refused.
 MAX_PIXELS = 40_000_000
@@ -43,7 +45,9 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
     Raises `ImageError` with one sentence for anything unusable: missing, empty, not an
     image, truncated, or too large to decode safely.
     """
-    path = Path(path)
+    path = check_input_path(path, ImageError)
+    if path.is_dir():
+        raise ImageError(f"{path} is a folder, not an image file.")
     if not path.is_file():
         raise ImageError(f"{path}: no such file.")
     if path.stat().st_size == 0:
@@ -69,6 +73,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndar
             return _to_rgb_array(img)
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file (or an unsupported format).") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied; cannot read it.") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{path}: the image is damaged or truncated ({exc}).") from None
 
@@ -103,22 +109,6 @@ def image_format_for(path: str | os.PathLike) -> str:
         known = ", ".join(sorted(WRITABLE_SUFFIXES))
         raise ImageError(f"{path}: unknown output format '{suffix}'; use one of {known}.")
     return WRITABLE_SUFFIXES[suffix]
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call `write(tmp_path)` then move the result onto `path` in one step, so a crash
-    never leaves a partial file under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_image(
