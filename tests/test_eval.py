@@ -14,6 +14,7 @@ import pytest
 from selfswap.errors import SelfswapError
 from selfswap.eval import metrics
 from selfswap.eval.harness import Describer, evaluate, paired_differences, read_pairs, summarize
+from selfswap.eval.judge import SAME_PERSON
 from selfswap.eval.methods import NoSwap, PoissonSwap, piecewise_affine_warp
 from selfswap.eval.report import write_report
 from selfswap.io.images import save_image
@@ -73,6 +74,94 @@ def test_frechet_distance_known_answers():
     assert metrics.frechet_distance(x, shifted) == pytest.approx(4.0, rel=1e-6)
     scaled = x * 2  # same mean; cov 4I vs I: tr(I + 4I - 2*2I) = 3
     assert metrics.frechet_distance(x, scaled) == pytest.approx(3.0, rel=0.05)
+
+
+def test_frechet_distance_refuses_too_few_or_bad_samples():
+    x = np.random.default_rng(1).standard_normal((10, 3))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        metrics.frechet_distance(x[:1], x)
+    with pytest.raises(ValueError, match="finite"):
+        metrics.frechet_distance(np.full((5, 3), np.nan), x)
+
+
+def face_ellipse(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    x0, y0, x1, y1 = np.asarray(box).astype(int)
+    mask = np.zeros(image.shape[:2], np.float32)
+    center, axes = ((x0 + x1) // 2, (y0 + y1) // 2), ((x1 - x0) // 2, (y1 - y0) // 2)
+    cv2.ellipse(mask, center, axes, 0, 0, 360, 1, -1)
+    return mask
+
+
+def paste(image: np.ndarray, face: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    m = mask[..., None]
+    return (image * (1 - m) + face * m).round().clip(0, 255).astype(np.uint8)
+
+
+def test_sharpness_ratio_sees_blur_and_low_resolution_pastes(describe, astronaut):
+    box = describe(astronaut).box
+    assert metrics.sharpness_ratio(astronaut, astronaut, box) == pytest.approx(1.0)
+    mask = face_ellipse(astronaut, box)
+    soft = paste(astronaut, cv2.GaussianBlur(astronaut, (0, 0), 2.0), mask)
+    chip = cv2.resize(cv2.resize(astronaut, (128, 128), interpolation=cv2.INTER_AREA), (512, 512))
+    blurred, upsampled = (metrics.sharpness_ratio(x, astronaut, box) for x in (soft, chip))
+    assert blurred < 0.5 and upsampled < 0.3
+    sharpened = cv2.addWeighted(astronaut, 2.0, cv2.GaussianBlur(astronaut, (0, 0), 1.5), -1.0, 0)
+    assert metrics.sharpness_ratio(sharpened, astronaut, box) > 1.5
+
+
+def test_seam_score_grows_with_a_visible_step(describe, astronaut):
+    """A deliberately bad paste (a hard-edged, brightened face) has a larger seam than the
+    same change feathered or Poisson-blended; an unchanged image has none."""
+    box = describe(astronaut).box
+    mask = face_ellipse(astronaut, box)
+    brighter = np.clip(astronaut * 1.25 + 10, 0, 255)
+    hard = metrics.seam_score(paste(astronaut, brighter, mask), astronaut, box)
+    feathered = metrics.seam_score(
+        paste(astronaut, brighter, cv2.GaussianBlur(mask, (0, 0), 12)), astronaut, box
+    )
+    center = (int(box[0] + box[2]) // 2, int(box[1] + box[3]) // 2)
+    poisson = cv2.seamlessClone(
+        brighter.astype(np.uint8), astronaut, (mask * 255).astype(np.uint8), center,
+        cv2.NORMAL_CLONE,
+    )  # fmt: skip
+    blended = metrics.seam_score(poisson, astronaut, box)
+    assert hard > 5 and hard > 1.4 * blended and blended > feathered and feathered < 2.5
+    assert math.isnan(metrics.seam_score(astronaut, astronaut, box))
+    assert math.isnan(metrics.seam_score(embed_watermark(astronaut), astronaut, box))
+
+
+def test_read_pairs_refuses_broken_pair_files(tmp_path):
+    cases = {
+        "empty.tsv": b"",
+        "header.tsv": b"source\tsource_id_ref\ttarget\n",
+        "short.tsv": b"source\tsource_id_ref\ttarget\na.jpg\tb.jpg\n",
+        "binary.tsv": bytes(range(256)),
+        "columns.tsv": b"a\tb\tc\nx\ty\tz\n",
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SelfswapError):
+            read_pairs(tmp_path / name)
+    good = tmp_path / "good.tsv"
+    good.write_text("source\tsource_id_ref\ttarget\na/1.jpg\ta/2.jpg\tb/1.jpg\n")
+    with pytest.raises(SelfswapError, match="positive"):
+        read_pairs(good, limit=-1)
+    assert read_pairs(good, images=tmp_path)[0].source_person == "a"
+
+
+def test_pairs_take_people_from_an_identity_table(tmp_path):
+    """In-the-wild sets keep all photos in one folder; `identity.csv` beside it names the
+    people and flags the ones unseen in training."""
+    images = tmp_path / "wild" / "images"
+    images.mkdir(parents=True)
+    (tmp_path / "wild" / "identity.csv").write_text(
+        "file,identity,in_celeba_small\n1.jpg,7,1\n2.jpg,7,1\n3.jpg,9,0\n4.jpg,9,0\n"
+    )
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("source\tsource_id_ref\ttarget\n1.jpg\t2.jpg\t3.jpg\n3.jpg\t4.jpg\t1.jpg\n")
+    first, second = read_pairs(tsv, images=images)
+    assert (first.source_person, first.unseen) == ("7", False)
+    assert (second.source_person, second.unseen) == ("9", True)
 
 
 def test_bootstrap_ci_and_image_metrics():
@@ -142,6 +231,13 @@ def test_harness_and_report_on_public_faces(tmp_path, astronaut, grace_hopper):
     assert classic["id_source"][0] > none["id_source"][0]
     assert classic["id_target"][0] < 1.0
     assert classic["recon_ssim"][0] > 0.9 and math.isnan(none["recon_ssim"][0])
+    # the independent judge: an unchanged target is the target person, the classic swap
+    # moves towards the source; sharpness and seam are measured on the full-size output
+    assert none["sface_target"][0] == pytest.approx(1.0) and none["sface_closer"][0] == 0
+    assert classic["sface_source"][0] > none["sface_source"][0]
+    assert classic["sface_target"][0] < 0.9
+    assert none["sharpness"][0] == pytest.approx(1.0) and math.isnan(none["seam"][0])
+    assert 0.3 < classic["sharpness"][0] < 3 and classic["seam"][0] > 0
     differences = paired_differences(result, "no swap")
     moved = differences[PoissonSwap.name]
     assert moved["id_source"][0] > 0 and moved["id_target"][0] < 0
@@ -152,6 +248,7 @@ def test_harness_and_report_on_public_faces(tmp_path, astronaut, grace_hopper):
     report = write_report(summary, out, tsv.name, 1, "test")
     text = report.read_text()
     assert "| no swap |" in text and "landmark warp + Poisson" in text
+    assert "SFace, never used in training" in text
     assert "## Differences to no swap" in text
     assert json.loads((out / "metrics.json").read_text())["gallery"] == 2
     assert (out / "charts.png").stat().st_size > 10_000
@@ -198,3 +295,31 @@ def test_video_stability_of_the_unchanged_clip():
     assert clip["frames_with_face"] == 1.0 and clip["jitter_px"] < 3
     assert same["jitter_px"] == pytest.approx(clip["jitter_px"], rel=0.2)
     assert clip["id_consistency"] > 0.99 and clip["id_to_source"] < 0.95
+
+
+def test_contact_sheet_shows_face_crops_at_full_size(tmp_path, astronaut, grace_hopper):
+    from PIL import Image
+
+    from selfswap.eval.sheet import MAX_ROW, face_crop, public_sheet
+
+    crop = face_crop(astronaut, np.array([178.0, 62.0, 268.0, 176.0]))
+    assert crop.shape[:2] == (205, 205)  # 1.8 x the 114-px box, native pixels
+    path = public_sheet([NoSwap(), PoissonSwap()], tmp_path / "sheet.jpg")
+    sheet = Image.open(path)
+    # two rows (one per public-domain pair), each source | target | 2 methods
+    assert sheet.height <= 2 * (MAX_ROW + 30) and sheet.width > 4 * 150
+
+
+def test_dev_clip_metrics_of_an_unchanged_clip(shared_data, astronaut, grace_hopper):
+    from selfswap.eval.video import dev_clip_metrics
+
+    clip = shared_data / "video-dev" / "vox_driving2.mp4"
+    result = dev_clip_metrics([NoSwap()], [clip], [(grace_hopper, grace_hopper)], frames=8)
+    rows = result["vox_driving2"]
+    same, original = rows["no swap"], rows["input clip"]
+    assert original["frames"] == 8 and same["frames"] == 8
+    # the output is re-encoded, so the unchanged clip matches its original only roughly
+    assert same["jitter_ratio"] == pytest.approx(1.0, rel=0.15)
+    assert same["flicker_ratio"] == pytest.approx(1.0, rel=0.15)
+    assert original["sface_mean"] < SAME_PERSON  # the clip's person is not Grace Hopper
+    assert same["fps"] > 0

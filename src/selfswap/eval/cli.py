@@ -38,15 +38,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from selfswap.eval.harness import (
         evaluate,
         held_out_photos,
+        images_folder,
         paired_differences,
         read_pairs,
         summarize,
     )
     from selfswap.eval.report import sample_grid, table, write_report
+    from selfswap.eval.sheet import dataset_sheet, public_sheet
 
+    if args.out.exists() and not args.out.is_dir():
+        raise SelfswapError(f"--out {args.out} is a file; give a folder for the report.")
+    for flag in ("recon", "real", "video_frames", "video_dev_frames", "sheet"):
+        if getattr(args, flag) < 0:
+            raise SelfswapError(f"--{flag.replace('_', '-')} cannot be negative.")
     pairs = read_pairs(args.pairs, args.images, args.limit)
     methods = build_methods(args)
-    real = held_out_photos(args.pairs, pairs[0].target.parent.parent, args.real) if pairs else []
+    real = held_out_photos(args.pairs, images_folder(args.pairs, args.images), args.real)
     result = evaluate(methods, pairs, args.out, real, recon=args.recon)
     summary = summarize(result)
     if args.reference:
@@ -57,13 +64,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         summary["video"] = video_metrics(methods, frames=args.video_frames)
         summary["video_frames"] = args.video_frames
+    if args.video_dev:
+        summary["video_dev"] = _dev_clips(args, methods, pairs)
+        summary["video_dev_frames"] = args.video_dev_frames
     if not args.no_samples:
         sample_grid(methods, args.out / "samples.png")
+        public_sheet(methods, args.out / "sheet-public-domain.jpg")
+    if args.sheet:
+        dataset_sheet(methods, result, args.sheet, args.out / "sheet.jpg")
     title = args.title or f"Evaluation on {len(pairs)} pairs of {Path(args.pairs).name}"
     report = write_report(summary, args.out, Path(args.pairs).name, args.recon, title)
     print(table(summary))
     print(f"wrote {report}, {args.out / 'metrics.json'}")
     return 0
+
+
+def _dev_clips(args: argparse.Namespace, methods: list, pairs: list) -> dict:
+    """Video metrics on the real clips of `--video-dev`; the source of clip k is the k-th
+    source person of the pairs (the photo swapped in, and its reference photo for the
+    judge)."""
+    from selfswap.eval.video import dev_clip_metrics, dev_clip_summary
+    from selfswap.io.images import load_image
+
+    clips = sorted(Path(args.video_dev).glob("*.mp4"))
+    if not clips:
+        raise SelfswapError(f"--video-dev {args.video_dev} holds no .mp4 clips.")
+    chosen, seen = [], set()
+    for pair in pairs:
+        if pair.source_person not in seen and len(chosen) < len(clips):
+            seen.add(pair.source_person)
+            chosen.append((load_image(pair.source), load_image(pair.ref)))
+    per_clip = dev_clip_metrics(methods, clips, chosen, frames=args.video_dev_frames)
+    return {"clips": per_clip, "summary": dev_clip_summary(per_clip)}
 
 
 def add_eval_parser(sub) -> None:
@@ -86,6 +118,13 @@ def add_eval_parser(sub) -> None:
                    help="frames of the video-stability clip (0: skip)")  # fmt: skip
     p.add_argument("--reference", metavar="LABEL",
                    help="also report per-pair differences of every method to this one")  # fmt: skip
+    p.add_argument("--video-dev", type=Path, metavar="DIR",
+                   help="also measure every method on the real clips (*.mp4) in DIR")  # fmt: skip
+    p.add_argument("--video-dev-frames", type=int, default=100,
+                   help="frames of each --video-dev clip (default 100)")  # fmt: skip
+    p.add_argument("--sheet", type=int, default=0, metavar="N",
+                   help="write OUT/sheet.jpg: N pairs of the set, face crops of the full-size "
+                   "outputs (dataset pixels: keep it out of published folders)")  # fmt: skip
     p.add_argument("--title", help="report title")
     p.add_argument("--no-samples", action="store_true", help="skip the public-domain grid")
     p.set_defaults(func=cmd_eval)

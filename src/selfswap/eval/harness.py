@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from selfswap.errors import NoFaceError, SelfswapError
 from selfswap.eval import metrics
+from selfswap.eval.judge import SAME_PERSON, SFaceJudge
 from selfswap.eval.methods import SwapMethod
 from selfswap.face.analyzer import AnalyzerConfig, FaceAnalyzer
 from selfswap.face.identity import IdentityEncoder
@@ -28,10 +29,12 @@ class Pair:
     source: Path
     ref: Path
     target: Path
+    person: str = ""  # the source person; default: the source photo's folder name
+    unseen: bool = False  # the source person appears in no training set
 
     @property
     def source_person(self) -> str:
-        return self.source.parent.name
+        return self.person or self.source.parent.name
 
 
 @dataclass
@@ -44,20 +47,59 @@ class Description:
     pose: np.ndarray  # (3,) yaw, pitch, roll in degrees
     expression: np.ndarray  # (10,) standardized: divided by the population std
     shape: np.ndarray  # (40,) standardized likewise
+    sface: np.ndarray | None = None  # (128,) SFace embedding (the independent judge)
+
+
+# Image folders of the known pair files, relative to the `data` folder above `splits/`.
+IMAGE_FOLDERS = {"celeba_wild_dev_swap_pairs.tsv": "celeba-wild-dev/images"}
+
+
+def _identities(images: Path) -> dict[str, tuple[str, bool]]:
+    """`identity.csv` beside an image folder (file, identity[, in_celeba_small]) as
+    {file: (identity, unseen in training)}; empty when there is none."""
+    table = images.parent / "identity.csv"
+    if not table.is_file():
+        return {}
+    rows = [line.split(",") for line in table.read_text().splitlines()[1:] if line.strip()]
+    return {r[0]: (r[1], len(r) > 2 and r[2].strip() == "0") for r in rows if len(r) >= 2}
+
+
+def images_folder(tsv: Path, images: Path | None = None) -> Path:
+    """The folder a pair file's photo paths are relative to: `images` when given, else the
+    set's folder beside the file's `splits/` folder (`lfw/`, `celeba-wild-dev/images/`)."""
+    if images:
+        return Path(images)
+    return Path(tsv).resolve().parent.parent / IMAGE_FOLDERS.get(Path(tsv).name, "lfw")
 
 
 def read_pairs(tsv: Path, images: Path | None = None, limit: int | None = None) -> list[Pair]:
     """Pairs of a `source<TAB>source_id_ref<TAB>target` file; image paths are relative to
-    `images` (default: the `lfw/` folder beside the file's `splits/` folder)."""
+    `images` (default: the set's folder beside the file's `splits/` folder: `lfw/`, or
+    `celeba-wild-dev/images/` for its pair file). People come from an `identity.csv` beside
+    the image folder when there is one, else from the photos' folder names."""
     tsv = Path(tsv)
     if not tsv.is_file():
         raise SelfswapError(f"Pair file {tsv} does not exist.")
-    images = Path(images) if images else tsv.resolve().parent.parent / "lfw"
-    lines = [line for line in tsv.read_text().splitlines() if line.strip()]
-    header = lines[0].split("\t")
-    if header[:3] != ["source", "source_id_ref", "target"]:
-        raise SelfswapError(f"{tsv}: expected columns source, source_id_ref, target.")
-    pairs = [Pair(*(images / p for p in line.split("\t")[:3])) for line in lines[1:]]
+    if limit is not None and limit < 1:
+        raise SelfswapError(f"--limit must be a positive number of pairs, not {limit}.")
+    images = images_folder(tsv, images)
+    try:
+        lines = [line for line in tsv.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (UnicodeDecodeError, OSError):
+        raise SelfswapError(f"{tsv} is not a readable UTF-8 text file of pairs.") from None
+    if not lines or lines[0].split("\t")[:3] != ["source", "source_id_ref", "target"]:
+        raise SelfswapError(f"{tsv}: expected a header row with columns source, source_id_ref, "
+                            "target (tab-separated).")  # fmt: skip
+    if len(lines) < 2:
+        raise SelfswapError(f"{tsv} has a header but no pairs.")
+    people = _identities(images)
+    pairs = []
+    for number, line in enumerate(lines[1:], start=2):
+        cells = line.split("\t")
+        if len(cells) < 3 or not all(c.strip() for c in cells[:3]):
+            raise SelfswapError(f"{tsv}, line {number}: expected 3 tab-separated photo paths.")
+        person, unseen = people.get(cells[0], ("", False))
+        pairs.append(Pair(*(images / c.strip() for c in cells[:3]), person, unseen))
     return pairs[:limit] if limit else pairs
 
 
@@ -65,6 +107,7 @@ class Describer:
     def __init__(self) -> None:
         self.analyzer = FaceAnalyzer(AnalyzerConfig(embedding="dlib"))
         self.encoder = IdentityEncoder()
+        self.judge = SFaceJudge()
 
     def __call__(self, image: np.ndarray, near: np.ndarray | None = None) -> Description | None:
         """The face nearest the centre of box `near` (else the largest face), or None."""
@@ -77,6 +120,7 @@ class Describer:
             center = near.reshape(2, 2).mean(0)
             face = min(faces, key=lambda f: np.abs(f.box.reshape(2, 2).mean(0) - center).sum())
         shape_std, expression_std = self.analyzer.tddfa.coefficient_std()
+        judged = self.judge.describe(image, face.box)
         return Description(
             face.box,
             face.embedding,
@@ -84,27 +128,54 @@ class Describer:
             np.array([face.yaw, face.pitch, face.roll]),
             np.asarray(face.expression, float) / expression_std,
             np.asarray(face.shape, float) / shape_std,
+            None if judged is None else judged.embedding,
         )
 
 
-FIELDS = ("box", "embedding", "features", "pose", "expression", "shape")
+FIELDS = ("box", "embedding", "features", "pose", "expression", "shape", "sface")
 
 
-def _vector(x: np.ndarray) -> list[float]:
-    return [round(float(v), 6) for v in x]
+def _vector(x: np.ndarray | None) -> list[float] | None:
+    return None if x is None else [round(float(v), 6) for v in x]
 
 
-def swap_record(pair_index: int, inputs: dict, seconds: float, d) -> dict:
+def _array(x: list[float] | None) -> np.ndarray | None:
+    return None if x is None else np.array(x)
+
+
+def _cosine(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    return float("nan") if a is None or b is None else metrics.cosine_similarity(a, b)
+
+
+def swap_record(
+    pair_index: int,
+    inputs: dict,
+    seconds: float,
+    d: Description | None,
+    target: np.ndarray | None = None,
+    swapped: np.ndarray | None = None,
+) -> dict:
+    """Per-pair metrics of one swap: identity by dlib and by the SFace judge, geometry, and
+    (given the full-size target and output) sharpness and seam inside the target's face box."""
     src, ref, tgt = inputs["source"], inputs["ref"], inputs["target"]
     record = {"pair": pair_index, "kind": "swap", "ms": seconds * 1000, "found": d is not None}
+    if swapped is not None and target is not None:
+        record.update(
+            sharpness=metrics.sharpness_ratio(swapped, target, tgt.box),
+            seam=metrics.seam_score(swapped, target, tgt.box),
+        )
     if d is not None:
         record.update(
             id_source=metrics.cosine_similarity(d.embedding, ref.embedding),
             id_target=metrics.cosine_similarity(d.embedding, tgt.embedding),
+            sface_found=d.sface is not None,
+            sface_source=_cosine(d.sface, ref.sface),
+            sface_target=_cosine(d.sface, tgt.sface),
             pose_error=float(metrics.pose_error(d.pose, tgt.pose)),
             expression_error=float(metrics.expression_error(d.expression, tgt.expression)),
             shape_error=float(metrics.shape_error(d.shape, src.shape)),
             embedding=_vector(d.embedding),
+            sface_embedding=_vector(d.sface),
             features=_vector(d.features),
         )
     return record
@@ -144,6 +215,7 @@ def load_records(path: Path) -> list[dict]:
 
 
 ROLES = ("source", "ref", "target")
+PHOTO_CACHE = "photos-v2.jsonl"  # v2: with SFace embeddings
 
 
 class PhotoCache:
@@ -167,17 +239,23 @@ class PhotoCache:
             with self.path.open("a") as log:
                 log.write(json.dumps({"path": key, "face": self.known[key]}) + "\n")
         row = self.known[key]
-        return None if row is None else Description(**{f: np.array(row[f]) for f in FIELDS})
+        return None if row is None else Description(**{f: _array(row.get(f)) for f in FIELDS})
 
 
 def held_out_photos(tsv: Path, images: Path, limit: int = 500) -> list[Path]:
-    """Real photos for the realism statistic: `lfw_eval.txt` beside the pair file, minus every
-    photo any pair uses (so neither sources, references nor targets), first `limit`."""
-    listing = Path(tsv).parent / "lfw_eval.txt"
-    if not listing.is_file():
+    """Real photos for the realism statistic, none of which any pair uses (neither sources,
+    references nor targets), first `limit`: from `lfw_eval.txt` beside an LFW pair file,
+    else every photo of the pairs' image folder."""
+    tsv, images = Path(tsv), Path(images)
+    used = {p for line in tsv.read_text().splitlines()[1:] for p in line.split("\t")}
+    listing = tsv.parent / "lfw_eval.txt"
+    if images.name == "lfw" and listing.is_file():
+        names = [n.strip() for n in listing.read_text().splitlines() if n.strip()]
+    elif images.is_dir():
+        suffixes = {".jpg", ".jpeg", ".png", ".webp"}
+        names = sorted(p.name for p in images.iterdir() if p.suffix.lower() in suffixes)
+    else:
         return []
-    used = {p for line in Path(tsv).read_text().splitlines()[1:] for p in line.split("\t")}
-    names = [n.strip() for n in listing.read_text().splitlines() if n.strip()]
     return [images / n for n in names if n not in used][:limit]
 
 
@@ -195,7 +273,7 @@ def evaluate(
     records_dir = Path(out) / "records"
     records_dir.mkdir(parents=True, exist_ok=True)
     describe = Describer()
-    photos = PhotoCache(describe, Path(out) / "photos.jsonl")
+    photos = PhotoCache(describe, Path(out) / PHOTO_CACHE)
     inputs = []
     for pair in tqdm(pairs, desc="pair photos", disable=not progress, unit="pair"):
         found = {k: photos.get(getattr(pair, k)) for k in ROLES}
@@ -222,7 +300,7 @@ def evaluate(
                         swapped = None
                     seconds = time.perf_counter() - start
                     d = None if swapped is None else describe(swapped, inputs[i]["target"].box)
-                    new.append(swap_record(i, inputs[i], seconds, d))
+                    new.append(swap_record(i, inputs[i], seconds, d, tgt_img, swapped))
                 wants_recon = getattr(method, "reconstructs", True) and i < recon
                 if wants_recon and (i, "recon") not in seen:
                     try:
@@ -238,26 +316,73 @@ def evaluate(
     return {"inputs": inputs, "real": real_faces, "records": results, "pairs": pairs}
 
 
-def summarize(result: dict, seed: int = 0) -> dict:
-    """Per method: mean and bootstrap 95 % CI of every metric, retrieval, realism."""
+def _gallery(result: dict, valid: list[int], field: str) -> tuple[np.ndarray, dict]:
+    """One reference embedding per source person (rows) and the row of each person."""
     pairs, inputs = result["pairs"], result["inputs"]
-    valid = [i for i, x in enumerate(inputs) if x is not None]
     people = sorted({pairs[i].source_person for i in valid})
     index = {p: k for k, p in enumerate(people)}
-    gallery = np.zeros((len(people), 128))
+    dims = next((len(getattr(inputs[i]["ref"], field)) for i in valid
+                 if getattr(inputs[i]["ref"], field) is not None), 128)  # fmt: skip
+    gallery = np.full((len(people), dims), np.nan)
     for i in valid:
-        gallery[index[pairs[i].source_person]] = inputs[i]["ref"].embedding
-    if result["real"]:
+        vector = getattr(inputs[i]["ref"], field)
+        if vector is not None:
+            gallery[index[pairs[i].source_person]] = vector
+    return np.nan_to_num(gallery), index
+
+
+def _retrieval(found, field, gallery, index, pairs, seed) -> dict:
+    rows = [r for r in found if r.get(field) is not None]
+    if not rows:
+        return {}
+    queries = np.array([r[field] for r in rows])
+    truth = np.array([index[pairs[r["pair"]].source_person] for r in rows])
+    return {
+        k: metrics.bootstrap_ci(metrics.retrieval_hits(queries, gallery, truth, k), seed=seed)
+        for k in (1, 5)
+    }
+
+
+def _identity_row(found: list[dict], seed: int) -> dict:
+    """Identity columns of a set of swap records (dlib and SFace)."""
+
+    def ci(values):
+        return metrics.bootstrap_ci(values, seed=seed)
+
+    row = {}
+    for key in ("id_source", "id_target"):
+        row[key] = ci([r[key] for r in found])
+    row["dlib_closer"] = ci([float(r["id_source"] > r["id_target"]) for r in found])
+    judged = [r for r in found if np.isfinite(r.get("sface_source", np.nan))
+              and np.isfinite(r.get("sface_target", np.nan))]  # fmt: skip
+    row["sface_source"] = ci([r["sface_source"] for r in judged])
+    row["sface_target"] = ci([r["sface_target"] for r in judged])
+    row["sface_same"] = ci([float(r["sface_source"] > SAME_PERSON) for r in judged])
+    row["sface_closer"] = ci([float(r["sface_source"] > r["sface_target"]) for r in judged])
+    row["sface_judged"] = len(judged)
+    return row
+
+
+def summarize(result: dict, seed: int = 0) -> dict:
+    """Per method: mean and bootstrap 95 % CI of every metric, retrieval, realism; the
+    identity columns also over the pairs whose source person is unseen in training."""
+    pairs, inputs = result["pairs"], result["inputs"]
+    valid = [i for i, x in enumerate(inputs) if x is not None]
+    gallery, index = _gallery(result, valid, "embedding")
+    sface_gallery, _ = _gallery(result, valid, "sface")
+    if len(result["real"]) >= 2:
         real, real_set = np.stack([d.features for d in result["real"]]), "held-out photos"
     else:
-        real = np.stack([inputs[i]["ref"].features for i in valid])
+        real = np.stack([inputs[i]["ref"].features for i in valid]) if valid else np.zeros((0, 1))
         real_set = "the pairs' reference photos"
+    unseen = {i for i in valid if pairs[i].unseen}
     summary = {
         "pairs": len(pairs),
         "pairs_with_faces": len(valid),
-        "gallery": len(people),
+        "gallery": len(index),
         "real_photos": len(real),
         "real_set": real_set,
+        "unseen_pairs": len(unseen),
         "methods": {},
     }
     for name, records in result["records"].items():
@@ -265,24 +390,31 @@ def summarize(result: dict, seed: int = 0) -> dict:
         found = [r for r in swaps if r["found"]]
         recon = [r for r in records if r["kind"] == "recon"]
         row = {"swaps": len(swaps), "face_found": metrics.bootstrap_ci([r["found"] for r in swaps])}
-        for key in ("id_source", "id_target", "pose_error", "expression_error", "shape_error"):
+        row.update(_identity_row(found, seed))
+        for key in ("pose_error", "expression_error", "shape_error"):
             row[key] = metrics.bootstrap_ci([r[key] for r in found], seed=seed)
+        for key in ("sharpness", "seam"):
+            row[key] = metrics.bootstrap_ci([r.get(key, np.nan) for r in swaps], seed=seed)
         row["ms_per_swap"] = metrics.bootstrap_ci([r["ms"] for r in swaps], seed=seed)
-        if found:
-            queries = np.array([r["embedding"] for r in found])
-            truth = np.array([index[pairs[r["pair"]].source_person] for r in found])
-            for k in (1, 5):
-                hits = metrics.retrieval_hits(queries, gallery, truth, k)
-                row[f"top{k}"] = metrics.bootstrap_ci(hits.astype(float), seed=seed)
+        galleries = (("embedding", "", gallery), ("sface_embedding", "sface_", sface_gallery))
+        for field, prefix, table in galleries:
+            for k, value in _retrieval(found, field, table, index, pairs, seed).items():
+                row[f"{prefix}top{k}"] = value
+        if len(found) >= 2 and len(real) >= 2:
             feats = np.array([r["features"] for r in found])
             row["frechet"] = metrics.frechet_distance(feats, real)
         for key in ("l1", "psnr", "ssim"):
             row[f"recon_{key}"] = metrics.bootstrap_ci([r[key] for r in recon], seed=seed)
+        if unseen:
+            row["unseen"] = _identity_row([r for r in found if r["pair"] in unseen], seed)
         summary["methods"][name] = row
     return summary
 
 
-PAIRED = ("id_source", "id_target", "pose_error", "expression_error", "shape_error")
+PAIRED = (
+    "id_source", "id_target", "sface_source", "sface_target",
+    "pose_error", "expression_error", "shape_error", "sharpness", "seam",
+)  # fmt: skip
 PAIRED_RECON = ("l1", "psnr", "ssim")
 
 
@@ -292,28 +424,26 @@ def paired_differences(result: dict, reference: str, seed: int = 0) -> dict:
     if reference not in result["records"]:
         raise SelfswapError(f"--reference {reference!r} is not one of the evaluated methods.")
 
-    def by_pair(records, kind, keys):
+    def by_pair(records, kind, key):
+        """{pair: value} of one metric over the records that have a finite value."""
         return {
-            r["pair"]: r
+            r["pair"]: r[key]
             for r in records
-            if r["kind"] == kind and (kind == "recon" or r["found"]) and all(k in r for k in keys)
+            if r["kind"] == kind
+            and (kind == "recon" or r["found"])
+            and np.isfinite(r.get(key, np.nan))
         }
 
-    base_swaps = by_pair(result["records"][reference], "swap", PAIRED)
-    base_recon = by_pair(result["records"][reference], "recon", PAIRED_RECON)
+    base = result["records"][reference]
     out = {}
     for name, records in result["records"].items():
         if name == reference:
             continue
         row = {}
-        for kind, keys, base, prefix in (
-            ("swap", PAIRED, base_swaps, ""),
-            ("recon", PAIRED_RECON, base_recon, "recon_"),
-        ):
-            mine = by_pair(records, kind, keys)
-            common = sorted(set(mine) & set(base))
+        for kind, keys, prefix in (("swap", PAIRED, ""), ("recon", PAIRED_RECON, "recon_")):
             for key in keys:
-                diffs = [mine[i][key] - base[i][key] for i in common]
+                mine, theirs = by_pair(records, kind, key), by_pair(base, kind, key)
+                diffs = [mine[i] - theirs[i] for i in sorted(set(mine) & set(theirs))]
                 row[prefix + key] = metrics.bootstrap_ci(diffs, seed=seed) if diffs else None
         out[name] = row
     return out

@@ -12,12 +12,25 @@ import numpy as np
 from selfswap.io.images import atomic_write, save_image
 from selfswap.provenance import embed_watermark, provenance_metadata
 
-# (key, column title, better direction, format)
-COLUMNS = [
-    ("id_source", "ID sim. to source ↑", 1, "{:.3f}"),
+# (key, column title, better direction, format), by table
+SFACE_COLUMNS = [
+    ("sface_source", "SFace sim. to source ↑", 1, "{:.3f}"),
+    ("sface_same", "judged same person ↑", 1, "{:.1%}"),
+    ("sface_closer", "closer to source ↑", 1, "{:.1%}"),
+    ("sface_top1", "top-1 ↑", 1, "{:.1%}"),
+    ("sface_top5", "top-5 ↑", 1, "{:.1%}"),
+    ("sface_target", "SFace sim. to target ↓", -1, "{:.3f}"),
+]
+DLIB_COLUMNS = [
+    ("id_source", "dlib sim. to source ↑", 1, "{:.3f}"),
+    ("dlib_closer", "closer to source ↑", 1, "{:.1%}"),
     ("top1", "top-1 ↑", 1, "{:.1%}"),
     ("top5", "top-5 ↑", 1, "{:.1%}"),
-    ("id_target", "ID sim. to target (leakage) ↓", -1, "{:.3f}"),
+    ("id_target", "dlib sim. to target (leakage) ↓", -1, "{:.3f}"),
+]
+IMAGE_COLUMNS = [
+    ("sharpness", "sharpness ratio ↑", 1, "{:.2f}"),
+    ("seam", "seam ΔE ↓", -1, "{:.2f}"),
     ("pose_error", "pose err. ° ↓", -1, "{:.2f}"),
     ("expression_error", "expr. err. ↓", -1, "{:.3f}"),
     ("shape_error", "shape err. to source ↓", -1, "{:.3f}"),
@@ -28,16 +41,35 @@ COLUMNS = [
     ("ms_per_swap", "ms / swap ↓", -1, "{:.0f}"),
     ("face_found", "face found ↑", 1, "{:.1%}"),
 ]
+TABLES = [
+    ("Identity by the independent judge (SFace, never used in training)", SFACE_COLUMNS),
+    ("Identity by dlib (the network the identity loss trains against)", DLIB_COLUMNS),
+    ("Geometry, image quality, realism, speed", IMAGE_COLUMNS),
+]
+COLUMNS = SFACE_COLUMNS + DLIB_COLUMNS + IMAGE_COLUMNS
+UNSEEN_COLUMNS = [c for c in SFACE_COLUMNS if c[0] in ("sface_source", "sface_same",
+                  "sface_closer", "sface_target")] + DLIB_COLUMNS[:2]  # fmt: skip
 
 NOTES = """\
-How to read this table
-- Pairs come from `{pairs_file}`: people never seen in training. Identity similarity is the
-  cosine similarity of dlib face descriptors (the same dlib ResNet that trained the models'
-  identity loss, so these numbers are not independent of training; the 3DMM shape error is
-  a second, geometry-only view from 3DDFA_V2), measured against `source_id_ref`, a different
-  photo of the source person. "Leakage" is the similarity of the swap to the target photo.
+How to read these tables
+- Pairs come from `{pairs_file}`: people never seen in training. Every swap is judged on the
+  full-size output photo, the size a user looks at.
+- Identity, independent judge: OpenCV Zoo's SFace (128-D, int8 model folded to fp32) on the
+  YuNet face nearest the target's face, ArcFace 5-point 112x112 alignment, cosine to
+  `source_id_ref` (a different photo of the source person than the one swapped in) and to
+  the target photo. "Judged same person": cosine above 0.363, OpenCV's threshold; "closer
+  to source": the swap is more similar to the source's other photo than to the target
+  photo. SFace plays no part in training, so it cannot have been pleased by the model.
+  Copying the source photo in scores about 0.6, an unchanged target about 0.1.
+- Identity, dlib: the same measures with the dlib ResNet descriptor, which is the network
+  the models' identity loss trains against: these numbers flatter the models.
 - Retrieval: is the source person's reference photo among the k most similar of a gallery of
   {gallery} people (every source person of the evaluated pairs)?
+- Sharpness ratio: inside the target's face box, variance of the Laplacian of the output
+  over that of the original photo, at the photo's own resolution (1.0 = as sharp as the
+  photo). Seam ΔE: the colour step (CIELAB ΔE) across the border of the region the swap
+  changed, above the photo's own colour change across the same curve (0 = no step; see
+  `selfswap.eval.metrics.seam_score`); "—" where nothing was pasted.
 - Pose error: mean absolute yaw/pitch/roll difference between swap and target (3DDFA_V2);
   expression error: RMS difference of 3DMM expression coefficients to the target's; shape
   error: RMS difference of 3DMM shape coefficients to the source photo's; both in units of
@@ -67,11 +99,16 @@ def _cell(value, fmt: str) -> str:
     return fmt.format(value)
 
 
-def table(summary: dict) -> str:
-    header = "| method | " + " | ".join(title for _, title, _, _ in COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 1)]
+def table(summary: dict, columns: list | None = None, subset: str | None = None) -> str:
+    """Markdown table of methods x `columns` (default: all tables, each under its title);
+    `subset`: take the rows from each method's `row[subset]` (e.g. "unseen")."""
+    if columns is None:
+        return "\n\n".join(f"**{title}**\n\n{table(summary, cols)}" for title, cols in TABLES)
+    header = "| method | " + " | ".join(title for _, title, _, _ in columns) + " |"
+    lines = [header, "|" + "---|" * (len(columns) + 1)]
     for name, row in summary["methods"].items():
-        cells = [_cell(row.get(key), fmt) for key, _, _, fmt in COLUMNS]
+        row = row.get(subset, {}) if subset else row
+        cells = [_cell(row.get(key), fmt) for key, _, _, fmt in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -104,6 +141,41 @@ def video_table(video: dict) -> str:
     return "\n".join(lines)
 
 
+DEV_VIDEO_NOTES = """\
+Real talking-head clips (`video-dev/`, the first {frames} frames of each), each swapped with
+one source person of the pairs (selfswap models through `swap_video`, with tracking and
+smoothing; other methods frame by frame). SFace: similarity of each frame's face to another
+photo of the source person (mean over frames, and its spread over frames); jitter ratio:
+landmark jitter of the output over the original clip's (1.0 = as steady as the footage);
+flicker ratio: mean frame-to-frame change inside the face box, output over original; fps:
+frames per second of the whole swap of the clip, on the machine as loaded during the run.
+"""
+
+
+def dev_video_table(video_dev: dict) -> str:
+    cols = [("sface_mean", "SFace sim. to source ↑", "{:.3f}"),
+            ("sface_std", "SFace spread over frames", "{:.3f}"),
+            ("jitter_ratio", "landmark jitter ratio ↓", "{:.2f}"),
+            ("flicker_ratio", "flicker ratio ↓", "{:.2f}"),
+            ("fps", "fps ↑", "{:.1f}")]  # fmt: skip
+
+    def rows(table: dict, prefix: str = "") -> list[str]:
+        out = []
+        for name, row in table.items():
+            cells = [_cell(row.get(k, float("nan")), fmt) for k, _, fmt in cols]
+            out.append(f"| {prefix}{name} | " + " | ".join(cells) + " |")
+        return out
+
+    header = "| method | " + " | ".join(t for _, t, _ in cols) + " |"
+    lines = ["Mean over clips:", "", header, "|" + "---|" * (len(cols) + 1)]
+    lines += rows(video_dev["summary"])
+    lines += ["", "Per clip:", "", header.replace("method", "clip: method"),
+              "|" + "---|" * (len(cols) + 1)]  # fmt: skip
+    for clip, table in video_dev["clips"].items():
+        lines += rows(table, f"{clip}: ")
+    return "\n".join(lines)
+
+
 def differences_table(differences: dict, reference: str) -> str:
     keys = [c for c in COLUMNS if c[0] in DIFFERENCE_KEYS]
     header = "| method − " + reference + " | " + " | ".join(t for _, t, _, _ in keys) + " |"
@@ -126,8 +198,8 @@ def differences_table(differences: dict, reference: str) -> str:
 
 
 DIFFERENCE_KEYS = (
-    "id_source", "id_target", "pose_error", "expression_error", "shape_error",
-    "recon_l1", "recon_psnr", "recon_ssim",
+    "sface_source", "sface_target", "id_source", "id_target", "sharpness", "seam",
+    "pose_error", "expression_error", "shape_error", "recon_l1", "recon_psnr", "recon_ssim",
 )  # fmt: skip
 
 
@@ -137,7 +209,7 @@ def charts(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [c for c in COLUMNS if c[0] not in ("face_found",)]
+    keys = [c for c in COLUMNS if c[0] not in ("face_found", "sface_top5", "top5")]
     names = list(summary["methods"])
     cols = 4
     rows = math.ceil(len(keys) / cols)
@@ -201,6 +273,13 @@ def write_report(summary: dict, out: Path, pairs_file: str, recon: int, title: s
         real_set=summary["real_set"],
     )
     sections = ""
+    if summary.get("unseen_pairs"):
+        sections += (
+            f"## Source people unseen in training\n\nThe {summary['unseen_pairs']} pairs whose "
+            "source person appears in no training set (the other source people are in the "
+            "CelebA subset the models trained on, with other photos).\n\n"
+            f"{table(summary, UNSEEN_COLUMNS, subset='unseen')}\n\n"
+        )
     if summary.get("differences"):
         reference = summary["reference"]
         sections += (
@@ -212,11 +291,16 @@ def write_report(summary: dict, out: Path, pairs_file: str, recon: int, title: s
     if summary.get("video"):
         notes_video = VIDEO_NOTES.format(frames=summary.get("video_frames", ""))
         sections += f"## Video stability\n\n{video_table(summary['video'])}\n\n{notes_video}"
+    if summary.get("video_dev"):
+        notes_dev = DEV_VIDEO_NOTES.format(frames=summary.get("video_dev_frames", ""))
+        sections += f"## Real clips\n\n{dev_video_table(summary['video_dev'])}\n\n{notes_dev}\n"
     text = (
         f"# {title}\n\n"
         f"{summary['pairs_with_faces']} of {summary['pairs']} pairs had a face in all three "
         f"photos and were evaluated.\n\n{table(summary)}\n\n{notes}\n{sections}\n"
-        "![metrics](charts.png)\n\n![swaps of the public-domain faces](samples.png)\n"
+        "![metrics](charts.png)\n\n![swaps of the public-domain faces](samples.png)\n\n"
+        "Face crops of the full-size outputs (public-domain faces):\n\n"
+        "![contact sheet of the public-domain faces](sheet-public-domain.jpg)\n"
     )
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(text))
     return out / "report.md"

@@ -13,6 +13,7 @@ analysed frame by frame.
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import av
@@ -107,4 +108,134 @@ def _measure(path: Path, analyzer: FaceAnalyzer, source_embedding: np.ndarray) -
         "jitter_px": landmark_jitter(marks),
         "id_consistency": float(np.mean(cosine_similarity(embeddings, mean[None]))),
         "id_to_source": float(np.mean(cosine_similarity(embeddings, source_embedding[None]))),
+    }
+
+
+# --- real talking-head clips (video-dev) -------------------------------------------------
+
+
+def trimmed_clip(clip: Path, out: Path, frames: int) -> tuple[Path, float]:
+    """The first `frames` frames of `clip` as a new clip (no audio) and its frame rate."""
+    with av.open(str(clip)) as container:
+        rate = float(container.streams.video[0].average_rate or FPS)
+    images = []
+    for image in read_frames(clip):
+        images.append(image)
+        if len(images) >= frames:
+            break
+    h, w = images[0].shape[:2]
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream("libx264", rate=round(rate))
+        stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "12"}
+        for image in images:
+            frame = av.VideoFrame.from_ndarray(image[: h - h % 2, : w - w % 2], format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return out, rate
+
+
+def flicker(frames: list[np.ndarray], boxes: list[np.ndarray | None]) -> float:
+    """Mean absolute frame-to-frame change (grey levels) inside the face box of each frame
+    (the original's boxes, so swapped and original clips are measured on the same pixels)."""
+    changes = []
+    for t in range(1, len(frames)):
+        box = boxes[t]
+        if box is None:
+            continue
+        x0, y0, x1, y1 = np.round(box).astype(int)
+        x0, y0 = max(x0, 0), max(y0, 0)
+        a = frames[t][y0:y1, x0:x1].astype(np.float32)
+        b = frames[t - 1][y0:y1, x0:x1].astype(np.float32)
+        if a.size:
+            changes.append(float(np.abs(a - b).mean()))
+    return float(np.mean(changes)) if changes else float("nan")
+
+
+def _track(frames, analyzer: FaceAnalyzer, judge, ref_embedding, near_boxes=None) -> dict:
+    """Per frame: 68 landmarks, face box and SFace similarity to the source's reference."""
+    marks, boxes, sims = [], [], []
+    for t, frame in enumerate(frames):
+        faces = analyzer.analyze(frame)
+        near = None if near_boxes is None else near_boxes[t]
+        face = None
+        if faces:
+            if near is None:
+                face = max(faces, key=lambda f: f.width)
+            else:
+                c = near.reshape(2, 2).mean(0)
+                face = min(faces, key=lambda f: np.abs(f.box.reshape(2, 2).mean(0) - c).sum())
+        boxes.append(None if face is None else np.asarray(face.box, float))
+        if face is not None:
+            marks.append(face.landmarks68)
+        judged = judge.describe(frame, near if near is not None else boxes[-1])
+        if judged is not None:
+            sims.append(float(cosine_similarity(judged.embedding, ref_embedding)))
+    return {"marks": np.array(marks), "boxes": boxes, "sims": np.array(sims)}
+
+
+def dev_clip_metrics(
+    methods, clips: list[Path], sources: list[tuple[np.ndarray, np.ndarray]], frames: int = 100
+) -> dict:
+    """Swap each real clip with each method, the source of clip k being `sources[k]`
+    (photo swapped in, another photo of that person for the judge). Per clip:
+    `{"input clip" | method: {sface_mean, sface_std, jitter_px, jitter_ratio, flicker,
+    flicker_ratio, fps, frames}}`; ratios are against the original clip (1.0 = as steady
+    as the real footage)."""
+    from selfswap.eval.judge import SFaceJudge
+
+    analyzer = FaceAnalyzer(AnalyzerConfig(embedding="none"))
+    judge = SFaceJudge()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, clip in enumerate(clips):
+            source, ref = sources[k % len(sources)]
+            ref_face = judge.describe(ref)
+            if ref_face is None:
+                continue
+            short, _ = trimmed_clip(Path(clip), Path(tmp) / f"in{k}.mp4", frames)
+            original = list(read_frames(short))
+            base = _track(original, analyzer, judge, ref_face.embedding)
+            base_jitter = landmark_jitter(base["marks"]) if len(base["marks"]) >= 3 else np.nan
+            base_flicker = flicker(original, base["boxes"])
+            rows = {"input clip": _clip_row(base, base_jitter, base_flicker, original, base)}
+            for method in methods:
+                start = time.perf_counter()
+                out = swap_clip(method, source, short, Path(tmp) / f"out{k}.mp4")
+                seconds = time.perf_counter() - start
+                swapped = list(read_frames(out))
+                track = _track(swapped, analyzer, judge, ref_face.embedding, base["boxes"])
+                row = _clip_row(track, base_jitter, base_flicker, swapped, base)
+                row["fps"] = len(swapped) / seconds
+                rows[method.name] = row
+            results[Path(clip).stem] = rows
+    return results
+
+
+def _clip_row(track, base_jitter, base_flicker, frames, base) -> dict:
+    jitter = landmark_jitter(track["marks"]) if len(track["marks"]) >= 3 else float("nan")
+    flick = flicker(frames, base["boxes"])
+    sims = track["sims"]
+    return {
+        "frames": len(frames),
+        "sface_mean": float(sims.mean()) if len(sims) else float("nan"),
+        "sface_std": float(sims.std()) if len(sims) else float("nan"),
+        "jitter_px": jitter,
+        "jitter_ratio": jitter / base_jitter if base_jitter else float("nan"),
+        "flicker": flick,
+        "flicker_ratio": flick / base_flicker if base_flicker else float("nan"),
+    }
+
+
+def dev_clip_summary(per_clip: dict) -> dict:
+    """Mean over clips of each method's clip metrics."""
+    methods: dict[str, list[dict]] = {}
+    for rows in per_clip.values():
+        for name, row in rows.items():
+            methods.setdefault(name, []).append(row)
+    keys = ("sface_mean", "sface_std", "jitter_ratio", "flicker_ratio", "fps")
+    return {
+        name: {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in keys}
+        | {"clips": len(rows)}
+        for name, rows in methods.items()
     }
