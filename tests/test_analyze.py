@@ -85,3 +85,38 @@ def test_lfw_sample(analyzer_no_id, shared_data):
             yaws.append(central.yaw)
     assert found >= len(names) - 1
     assert max(abs(y) for y in yaws) < 75
+
+
+def _upscaled(image: np.ndarray, width: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, (width, width * 3 // 4), interpolation=cv2.INTER_CUBIC)
+
+
+def test_phone_size_photo(analyzer_no_id, astronaut):
+    """A 4000x3000 photo is analysed in seconds (it used to run for minutes) and yields its one
+    real face, with landmarks on it."""
+    import time
+
+    photo = _upscaled(astronaut, 4000)
+    start = time.perf_counter()
+    faces = analyzer_no_id.analyze(photo)
+    elapsed = time.perf_counter() - start
+    assert len(faces) == 1
+    face = faces[0]
+    x0, y0, x1, y1 = face.box
+    assert 4000 * 175 / 512 - 0.3 * face.width < (x0 + x1) / 2 < 4000 * 275 / 512
+    inside = (face.landmarks68[:, 0] > x0 - 0.1 * face.width) & (
+        face.landmarks68[:, 0] < x1 + 0.1 * face.width
+    )
+    assert inside.all()
+    assert abs(face.yaw) < 20
+    assert elapsed < 30, f"analyze took {elapsed:.1f} s on 4000x3000"  # guard against a hang
+
+
+@pytest.mark.slow
+def test_40_megapixel_photo(analyzer_no_id, astronaut):
+    """A 40 MP photo still works: one face, found in a bounded time."""
+    faces = analyzer_no_id.analyze(_upscaled(astronaut, 7300))
+    assert len(faces) == 1
+    assert faces[0].detector == analyzer_no_id.detector.name

@@ -11,10 +11,12 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+from selfswap.errors import SelfswapError
 from selfswap.face.detect import (
     DEFAULT_DETECTOR,
     DETECTORS,
     Detection,
+    UnknownDetectorError,
     available_detectors,
     get_detector,
 )
@@ -73,6 +75,19 @@ def test_registry() -> None:
     assert "hog" in available_detectors()
     with pytest.raises(ValueError, match="known detectors"):
         get_detector("no-such-detector")
+
+
+@pytest.mark.parametrize("name", ["nonexistent", 5, ["hog"], None, ""])
+def test_unknown_detector_is_a_user_error(name: object) -> None:
+    """An unknown name (from `--set detector=...` or a config file) is a `SelfswapError` whose
+    one sentence names the known detectors (the CLI shows it without a traceback)."""
+    with pytest.raises(SelfswapError) as caught:
+        get_detector(name)  # type: ignore[arg-type]
+    assert isinstance(caught.value, UnknownDetectorError)
+    message = str(caught.value)
+    assert "\n" not in message and message.count(". ") == 0
+    assert all(known in message for known in DETECTORS)
+    assert get_detector("default").name == get_detector(DEFAULT_DETECTOR).name
 
 
 @pytest.mark.parametrize("name", FAST)
@@ -182,13 +197,14 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / (area - inter)
 
 
-@pytest.mark.parametrize("name", ["blazeface_short", "blazeface_full"])
+@pytest.mark.parametrize("name", ["blazeface_short", "blazeface_full", "yunet"])
 def test_blazeface_box_follows_dlib_convention(
     name: str, astronaut: np.ndarray, hopper: np.ndarray, detectors: dict
 ) -> None:
-    """Calibrated BlazeFace boxes sit where dlib's HOG box does (landmark predictors need it)."""
+    """Calibrated BlazeFace / YuNet boxes sit where dlib's HOG box does (landmark predictors
+    need it)."""
     if name not in detectors:
-        pytest.skip("ai-edge-litert or the BlazeFace model is missing")
+        pytest.skip(f"the runtime or model of {name} is missing")
     for image in (astronaut, hopper, np.ascontiguousarray(astronaut[:, ::-1])):
         blaze = detectors[name].detect(image)[0]
         hog = detectors["hog"].detect(image)[0]
@@ -214,3 +230,79 @@ def test_default_on_lfw_eval() -> None:
                 break
     assert len(names) == 50
     assert hits >= 49
+
+
+def test_yunet_landmarks5(astronaut: np.ndarray, hopper: np.ndarray) -> None:
+    """YuNet fills ``landmarks5`` (eyes, nose tip, mouth corners; image left first) and the
+    first four BlazeFace-style ``keypoints``."""
+    if "yunet" not in available_detectors():
+        pytest.skip("OpenCV's FaceDetectorYN or the YuNet model is missing")
+    detector = get_detector("yunet")
+    for image in (astronaut, hopper):
+        (det,) = detector.detect(image)
+        p = det.landmarks5
+        assert p is not None and p.shape == (5, 2)
+        x0, y0, x1, y1 = det.box
+        assert np.all((p[:, 0] > x0) & (p[:, 0] < x1) & (p[:, 1] > y0) & (p[:, 1] < y1))
+        left_eye, right_eye, nose, mouth_left, mouth_right = p
+        assert left_eye[0] < nose[0] < right_eye[0]
+        assert mouth_left[0] < nose[0] < mouth_right[0]
+        assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+        assert det.keypoints is not None and det.keypoints.shape == (4, 2)
+        assert np.allclose(det.keypoints[3], (mouth_left + mouth_right) / 2)
+
+
+# --- large photos (issue 12) -------------------------------------------------------------
+
+
+def upscaled(image: np.ndarray, width: int) -> np.ndarray:
+    """The image resized to ``width`` x 3/4 ``width`` (a phone-size photo of the same scene)."""
+    return cv2.resize(image, (width, width * 3 // 4), interpolation=cv2.INTER_CUBIC)
+
+
+def test_tiles_stay_bounded_on_large_photos() -> None:
+    """BlazeFace's tile count grows with the pixel count, not without bound (it used to reach
+    millions of 1-px-step tiles above ~2,490 px and never finish)."""
+    detector = get_detector("blazeface_short")
+    for h, w in [(3055, 1957), (3000, 4000), (6000, 8000)]:
+        tiles = detector._tiles(h, w)
+        assert 0 < len(tiles) < 6 * (h * w) / 320**2, (h, w, len(tiles))
+        # every face from min_face up to what the full-image pass sees fits wholly in a tile
+        largest_half = max(t[2] - t[0] for t in tiles) / 2
+        assert largest_half >= 16 / 128 * max(h, w)
+    assert len(detector._tiles(480, 640)) == 6  # unchanged at the usual size
+
+
+@pytest.mark.parametrize("width", [2400, 4000])
+def test_upscaled_astronaut_one_face(astronaut: np.ndarray, width: int) -> None:
+    """A large photo yields its real face only (tiling used to add suit / helmet faces)."""
+    found = get_detector(DEFAULT_DETECTOR).detect(upscaled(astronaut, width))
+    assert len(found) == 1
+    assert_matches(
+        found[0],
+        (175 * width / 512, 70 * width * 0.75 / 512, 275 * width / 512, 170 * width * 0.75 / 512),
+    )
+
+
+@pytest.mark.slow
+def test_upscaled_astronaut_one_face_8000(astronaut: np.ndarray) -> None:
+    found = get_detector(DEFAULT_DETECTOR).detect(upscaled(astronaut, 8000))
+    assert len(found) == 1
+
+
+@pytest.mark.parametrize("width", [40, 60])
+def test_small_face_in_a_4000x3000_photo(astronaut: np.ndarray, hopper: np.ndarray, width: int):
+    """A 40-60 px face pasted into a 4000x3000 scene is found, and nothing else is."""
+    scene = upscaled(skdata.coffee(), 4000)
+    detector = get_detector(DEFAULT_DETECTOR)
+    for image, face, (x0, y0) in [
+        (astronaut, ASTRONAUT_FACE, (1000, 700)),
+        (hopper, HOPPER_FACE, (3150, 2400)),
+    ]:
+        scale = width / (face[2] - face[0])
+        small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        photo = scene.copy()
+        photo[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+        found = detector.detect(photo)
+        assert len(found) == 1, [d.box for d in found]
+        assert_matches(found[0], tuple(v * scale + o for v, o in zip(face, (x0, y0) * 2)))

@@ -39,10 +39,11 @@ class FaceAnalyzer:
 
     @cached_property
     def detector(self):
-        from selfswap.face.detect import DEFAULT_DETECTOR, get_detector
+        """The configured face detector ("default": `selfswap.face.detect.DEFAULT_DETECTOR`);
+        an unknown name raises `UnknownDetectorError`, a `SelfswapError`."""
+        from selfswap.face.detect import get_detector
 
-        name = self.config.detector
-        return get_detector(DEFAULT_DETECTOR if name == "default" else name)
+        return get_detector(self.config.detector)
 
     @cached_property
     def tddfa(self):

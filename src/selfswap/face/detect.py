@@ -5,9 +5,14 @@ too) and returns a list of `Detection`, best score first. Models load lazily on 
 
 Registered detectors (see `available_detectors` for the ones usable in this environment):
 
-- ``blazeface_short`` (default): MediaPipe BlazeFace short-range (128x128 input) run with
+- ``yunet`` (default): OpenCV Zoo's YuNet (int8 ONNX, ``cv2.FaceDetectorYN``) on a short image
+  pyramid, each face confirmed by BlazeFace short-range when ``ai-edge-litert`` is installed
+  (see `selfswap.face.yunet`); no tiling, so large photos cost seconds and get no extra false
+  faces; gives ``landmarks5``.
+- ``blazeface_short``: MediaPipe BlazeFace short-range (128x128 input) run with
   ``ai-edge-litert``; ~3 ms on a 250x250 image, ~16 ms on 640x480 (tiled to reach 40 px
-  faces), tolerant of turned faces, gives 6 keypoints.
+  faces), tolerant of turned faces, gives 6 keypoints. On large photos its tiles (several
+  hundred at 4000x3000) add false faces on textures.
 - ``blazeface_full``: BlazeFace full-range (192x192); slower and, measured, less accurate on
   faces that fill the frame.
 - ``hog``: dlib's HOG + linear SVM frontal detector (frontal only, 80 px window, so the image
@@ -15,7 +20,8 @@ Registered detectors (see `available_detectors` for the ones usable in this envi
 - ``mmod``: dlib's MMOD CNN detector; handles more pose than HOG but costs seconds on CPU.
 - ``blazeface_short+hog``: BlazeFace first, dlib HOG only when BlazeFace finds nothing.
 
-Detector scores are not comparable across detectors (BlazeFace: probability; dlib: margins).
+Detector scores are not comparable across detectors (BlazeFace, YuNet: probability-like;
+dlib: margins).
 """
 
 from __future__ import annotations
@@ -406,24 +412,39 @@ class BlazeFaceDetector(FaceDetector):
         return boxes, kps, scores
 
     def _tiles(self, h: int, w: int) -> list[tuple[int, int, int, int]]:
-        """Square tiles (y0, x0, y1, x1) needed to see ``min_face`` faces; [] if none."""
+        """Square tiles (y0, x0, y1, x1) needed to see ``min_face`` faces; [] if none.
+
+        A tile of side ``t`` (run at the model resolution) sees faces from ``need * t`` px;
+        tiles overlap by half, so every face up to ``t / 2`` lies wholly inside one of them.
+        The tile side doubles until that reaches the faces the full-image pass sees, so each
+        face size is covered and the tile count stays bounded (a 4000x3000 photo: ~600 runs).
+        """
         if not self.min_face:
             return []
         need = self.MODEL_MIN_FACE / self.spec.size  # smallest face / letterbox side
-        if self.min_face >= need * max(h, w):
+        full_min = need * max(h, w)  # smallest face the full-image pass sees
+        if self.min_face >= full_min:
             return []
-        t = min(round(self.min_face / need), min(h, w))
-        # any face too small for the full-image pass must fit inside one tile
-        overlap = min(round(need * max(h, w)) + 8, t - 1)
-        step = max(t - overlap, 1)
+        t = round(self.min_face / need)
 
-        def starts(n: int) -> list[int]:
-            out = list(range(0, max(n - t, 0) + 1, step))
-            if out[-1] + t < n:
-                out.append(n - t)
+        def starts(n: int, side: int, step: int) -> list[int]:
+            out = list(range(0, max(n - side, 0) + 1, step))
+            if out[-1] + side < n:
+                out.append(n - side)
             return out
 
-        return [(y, x, y + t, x + t) for y in starts(h) for x in starts(w)]
+        tiles: list[tuple[int, int, int, int]] = []
+        while True:
+            side = min(t, h, w)
+            step = max(side // 2, 1)
+            tiles += [
+                (y, x, y + side, x + side)
+                for y in starts(h, side, step)
+                for x in starts(w, side, step)
+            ]
+            if side / 2 >= full_min or side == min(h, w):
+                return tiles
+            t *= 2
 
     def _detect(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]
@@ -497,6 +518,12 @@ def _has_model(name: str) -> bool:
         return False
 
 
+def _yunet(**kwargs: Any) -> FaceDetector:
+    from selfswap.face.yunet import YuNetDetector
+
+    return YuNetDetector(**kwargs)
+
+
 DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "blazeface_short": lambda **kw: BlazeFaceDetector("short", **kw),
     "blazeface_full": lambda **kw: BlazeFaceDetector("full", **kw),
@@ -505,7 +532,9 @@ DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "blazeface_short+hog": lambda **kw: CascadeDetector(
         BlazeFaceDetector("short", **kw), HogDetector(min_face=kw.get("min_face") or 40)
     ),
+    "yunet": _yunet,
 }
+
 
 _REQUIREMENTS: dict[str, Callable[[], bool]] = {
     "blazeface_short": lambda: litert_available() and _has_model("blazeface_short"),
@@ -513,13 +542,14 @@ _REQUIREMENTS: dict[str, Callable[[], bool]] = {
     "hog": lambda: importlib.util.find_spec("dlib") is not None,
     "mmod": lambda: importlib.util.find_spec("dlib") is not None and _has_model("dlib_mmod"),
     "blazeface_short+hog": lambda: litert_available() and _has_model("blazeface_short"),
+    "yunet": lambda: hasattr(cv2, "FaceDetectorYN") and _has_model("yunet_int8bq"),
 }
 
-# Measured on the LFW eval split and the first 1000 CelebA aligned images (see
-# benchmarks/results/detection.md): BlazeFace short-range finds the most faces and is the
-# fastest; the HOG fallback of the cascade found nothing more and costs ~150 ms per 640x480
-# image without a face.
-DEFAULT_DETECTOR = "blazeface_short"
+# Measured on the LFW eval split, CelebA aligned images, face-free scenes and large photos
+# (see benchmarks/results/detection.md): YuNet (confirmed by BlazeFace when it is installed)
+# finds as many faces as BlazeFace short-range on LFW / CelebA, needs no tiling on large
+# photos and finds no false faces on them, where BlazeFace's tiles find several.
+DEFAULT_DETECTOR = "yunet"
 
 
 def available_detectors() -> list[str]:
@@ -527,11 +557,18 @@ def available_detectors() -> list[str]:
     return [name for name in DETECTORS if _REQUIREMENTS[name]()]
 
 
+class UnknownDetectorError(SelfswapError, ValueError):
+    """A face detector name that is not in the registry."""
+
+
 def get_detector(name: str = DEFAULT_DETECTOR, **kwargs: Any) -> FaceDetector:
-    """A new detector by registry name; keyword arguments go to its constructor."""
-    try:
-        factory = DETECTORS[name]
-    except KeyError:
+    """A new detector by registry name (or ``"default"``); keyword arguments go to its
+    constructor. Raises `UnknownDetectorError` (a `SelfswapError`) for an unknown name."""
+    if name == "default":
+        name = DEFAULT_DETECTOR
+    if not isinstance(name, str) or name not in DETECTORS:
         known = ", ".join(DETECTORS)
-        raise ValueError(f"Unknown face detector '{name}'; known detectors: {known}.") from None
-    return factory(**kwargs)
+        raise UnknownDetectorError(
+            f"Unknown face detector {name!r}; known detectors: {known} (or 'default')."
+        )
+    return DETECTORS[name](**kwargs)

@@ -1,0 +1,230 @@
+"""YuNet (OpenCV Zoo, int8 block-quantised ONNX) run by ``cv2.FaceDetectorYN`` on a pyramid.
+
+YuNet is a small anchor-free detector: one pass over the whole image finds faces from about
+16 px (recall 0.8) to about 260 px; larger faces are found less reliably (measured on the
+astronaut and Grace Hopper: score 0.95 up to 260 px, 0.67-0.74 at ~470 px, with extra false
+boxes). So the image is scanned as a short pyramid instead of in tiles:
+
+- the finest level is scaled so that a ``min_face`` face is ``MODEL_MIN_FACE`` px (never
+  upscaled; at least ``FINE_SIDE`` px on the long side), the next levels halve it until the
+  long side is at most ``COARSE_SIDE``;
+- each level except the coarsest keeps only faces up to ``LEVEL_MAX_FACE`` px at its own
+  scale (the next level sees them at half that size, in YuNet's reliable range), which drops
+  the large false boxes YuNet draws on big smooth areas;
+- faces that are large at the finest level (``CONFIDENT_FACE``) need a higher score
+  (``confident_threshold``), as real faces that size get: this drops the false faces YuNet
+  finds on blurred blobs (upscaled galaxies and coins);
+- levels are merged by NMS.
+
+A 4000x3000 photo with ``min_face=40`` costs four passes (2400x1800, 1200x900, 600x450,
+300x225: 1.33x the first), about 0.25-0.7 s measured on the shared 2-core machine, instead of
+hundreds of BlazeFace tiles; the cost grows with the pixel count.
+
+``verify`` (on by default when BlazeFace is usable) re-checks every YuNet face with the
+BlazeFace short-range model on a crop around it where the face fills about 45% of the model
+input: a face must be seen by both detectors. The two make different mistakes on textures, so
+this removes the false faces that large photos otherwise give (each extra megapixel is another
+chance of one) at a cost of one 128x128 BlazeFace run (~2 ms) per candidate.
+
+Boxes are calibrated to dlib's HOG convention from the 5 landmarks, like BlazeFace's (see
+`selfswap.face.detect._dlib_style_box`), so that dlib's landmark predictors work on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from selfswap.errors import SelfswapError
+from selfswap.face.detect import (
+    BlazeFaceDetector,
+    Detection,
+    FaceDetector,
+    _clip_box,
+    _dlib_style_box,
+    _has_model,
+    _iou,
+    litert_available,
+)
+from selfswap.models.registry import model_path
+
+MODEL = "yunet_int8bq"
+
+# Ridge fit on LFW *train* of YuNet's raw box + landmarks against dlib HOG boxes
+# (`python benchmarks/bench_detection.py --fit-box yunet`), same features as BlazeFace's.
+# Residual std (dx, dy, log scale) on LFW eval: raw box 0.078, 0.045, 0.078; calibrated 0.034,
+# 0.039, 0.077 (bias of the raw box: -0.021, 0.056, 0.108).
+BOX_FIT = (
+    (0.206, -0.021, 0.116, 0.042, 0.264, -0.04, 0.077, 0.029, -0.007),
+    (-0.046, 0.213, 0.064, 0.203, 0.009, 0.191, 0.0, -0.006, 0.079),
+    (-0.092, -0.051, 0.004, -0.162, -0.024, 0.082, 0.066, 0.118, 0.014),
+)
+
+
+def opencv_yunet_available() -> bool:
+    """Whether the installed OpenCV has ``cv2.FaceDetectorYN``."""
+    return hasattr(cv2, "FaceDetectorYN")
+
+
+class YuNetDetector(FaceDetector):
+    """YuNet on an image pyramid, optionally confirmed by BlazeFace (see the module doc).
+
+    Gives ``landmarks5``: (5, 2) pixels, in the order eye on the image left, eye on the image
+    right, nose tip, mouth corner on the image left, mouth corner on the image right; and
+    ``keypoints``: the first four of BlazeFace's six (eyes, nose tip, mouth centre).
+    """
+
+    # Faces at least this wide (px at the finest level) need ``confident_threshold``: measured
+    # with YuNet alone, real faces that size score >= 0.87 on LFW eval (300 images) and have a
+    # 0.5% quantile of 0.83 on CelebA (300), while the false faces on upscaled face-free scenes
+    # (galaxies, coins, 150-330 px at 4000x3000) score 0.61-0.74. Smaller faces score lower
+    # (recall of 20-24 px faces: 0.95-0.98 at 0.6, 0.92-0.97 at 0.7), so they keep
+    # ``score_threshold``.
+    CONFIDENT_FACE = 64
+    # px at the model's input; measured recall of LFW faces pasted into a scene at 0.6: 0.73 at
+    # 16 px, 0.95 at 20 px, 0.98 at 24 px, 0.97-1.0 from 32 px
+    MODEL_MIN_FACE = 24
+    LEVEL_MAX_FACE = 192  # px at a level's scale, except on the coarsest level
+    FINE_SIDE = 640  # the finest level is never smaller than this (long side)
+    COARSE_SIDE = 400  # the pyramid stops at a level whose long side is at most this
+
+    def __init__(
+        self,
+        min_face: int | None = 40,
+        score_threshold: float = 0.6,
+        confident_threshold: float = 0.8,
+        nms_iou: float = 0.3,
+        verify: bool | None = None,
+        verify_threshold: float = 0.5,
+        dlib_box: bool = True,
+    ) -> None:
+        super().__init__()
+        self.name = "yunet"
+        self.min_face = min_face
+        self.score_threshold = score_threshold
+        self.confident_threshold = confident_threshold
+        self.nms_iou = nms_iou
+        self.verify = verify
+        self.verify_threshold = verify_threshold
+        self.dlib_box = dlib_box
+        self._box_fit = np.array(BOX_FIT, np.float64)
+        self._verifier: BlazeFaceDetector | None = None
+
+    def _load(self) -> Any:
+        if not opencv_yunet_available():
+            raise SelfswapError("Detector 'yunet' needs OpenCV 4.8 or newer (cv2.FaceDetectorYN).")
+        return cv2.FaceDetectorYN.create(
+            str(model_path(MODEL)), "", (320, 320), self.score_threshold, self.nms_iou, 5000
+        )
+
+    def _use_verifier(self) -> bool:
+        if self.verify is None:
+            self.verify = litert_available() and _has_model("blazeface_short")
+        return bool(self.verify)
+
+    def levels(self, h: int, w: int) -> list[float]:
+        """Scales of the pyramid levels, finest first."""
+        side = max(h, w)
+        fine = 1.0
+        if self.min_face:
+            fine = min(1.0, max(self.MODEL_MIN_FACE / self.min_face, self.FINE_SIDE / side))
+        scales = [fine]
+        # halve down to COARSE_SIDE, but not below a short side that could still hold a face
+        while side * scales[-1] > self.COARSE_SIDE and min(h, w) * scales[-1] / 2 >= 16:
+            scales.append(scales[-1] / 2)
+        return scales
+
+    def _pass(self, bgr: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw boxes (N, 4), landmarks (N, 5, 2), scores (N,) on one pyramid level (BGR),
+        in the pixels of the w x h image."""
+        net = self.model()
+        net.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, found = net.detect(bgr)
+        if found is None or not len(found):
+            return np.zeros((0, 4)), np.zeros((0, 5, 2)), np.zeros(0)
+        found = found.astype(np.float64)
+        sx, sy = w / bgr.shape[1], h / bgr.shape[0]
+        boxes = found[:, :4].copy()
+        boxes[:, 2:] += boxes[:, :2]
+        boxes *= [sx, sy, sx, sy]
+        marks = found[:, 4:14].reshape(-1, 5, 2) * [sx, sy]
+        return boxes, marks, found[:, 14]
+
+    def _detect(self, image: np.ndarray) -> list[Detection]:
+        h, w = image.shape[:2]
+        parts = []
+        scales = self.levels(h, w)
+        level = image
+        for k, scale in enumerate(scales):
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            if (level.shape[1], level.shape[0]) != size:  # each level from the previous one
+                # INTER_AREA is ~6x slower than INTER_LINEAR at fractional ratios (120 against
+                # 18 ms from 4000x3000 to 2400x1800); above 1/2, bilinear hardly aliases
+                ratio = size[0] / level.shape[1]
+                mode = cv2.INTER_LINEAR if ratio > 0.5 else cv2.INTER_AREA
+                level = cv2.resize(level, size, interpolation=mode)
+            boxes, marks, scores = self._pass(cv2.cvtColor(level, cv2.COLOR_RGB2BGR), w, h)
+            if k < len(scales) - 1:
+                keep = (boxes[:, 2] - boxes[:, 0]) * scale <= self.LEVEL_MAX_FACE
+                boxes, marks, scores = boxes[keep], marks[keep], scores[keep]
+            parts.append((boxes, marks, scores))
+        boxes = np.concatenate([p[0] for p in parts])
+        marks = np.concatenate([p[1] for p in parts])
+        scores = np.concatenate([p[2] for p in parts])
+        large = (boxes[:, 2] - boxes[:, 0]) * scales[0] >= self.CONFIDENT_FACE
+        sure = ~large | (scores >= self.confident_threshold)
+        boxes, marks, scores = boxes[sure], marks[sure], scores[sure]
+        out = []
+        for i in self._nms(boxes, scores):
+            if self._use_verifier() and not self._confirmed(image, boxes[i]):
+                continue
+            out.append(self._detection(boxes[i], marks[i], scores[i], w, h))
+        return out
+
+    def _nms(self, boxes: np.ndarray, scores: np.ndarray) -> list[int]:
+        order = list(np.argsort(-scores))
+        keep: list[int] = []
+        while order:
+            best = order.pop(0)
+            keep.append(int(best))
+            if order:
+                rest = np.array(order)
+                order = list(rest[_iou(boxes[best], boxes[rest]) <= self.nms_iou])
+        return keep
+
+    def _confirmed(self, image: np.ndarray, box: np.ndarray) -> bool:
+        """Whether BlazeFace short-range also sees a face on this box."""
+        if self._verifier is None:
+            self._verifier = BlazeFaceDetector(
+                "short", min_face=None, score_threshold=self.verify_threshold, dlib_box=False
+            )
+        side = 2.2 * max(box[2] - box[0], box[3] - box[1])
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        x0, y0 = round(cx - side / 2), round(cy - side / 2)
+        n = max(1, round(side))
+        crop = np.zeros((n, n, 3), np.uint8)
+        h, w = image.shape[:2]
+        ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + n, w), min(y0 + n, h)
+        if ix1 <= ix0 or iy1 <= iy0:
+            return False
+        crop[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = image[iy0:iy1, ix0:ix1]
+        found, _, _ = self._verifier._run(crop)
+        if not len(found):
+            return False
+        local = box - np.array([x0, y0, x0, y0], np.float64)
+        return bool((_iou(local, found.astype(np.float64)) > 0.3).any())
+
+    def _detection(
+        self, box: np.ndarray, marks: np.ndarray, score: float, w: int, h: int
+    ) -> Detection:
+        keypoints = np.vstack([marks[:3], marks[3:5].mean(0, keepdims=True)])
+        if self.dlib_box:
+            box = _dlib_style_box(box, keypoints, self._box_fit)
+        return Detection(
+            _clip_box(tuple(box.tolist()), w, h),
+            float(score),
+            landmarks5=marks.astype(np.float32),
+            keypoints=keypoints.astype(np.float32),
+        )
