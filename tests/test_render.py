@@ -259,3 +259,34 @@ def test_forked_child_of_a_gl_process_gets_an_error_not_a_hang(renderer, crop):
         if child.is_alive():
             child.kill()
     assert "spawn" in message
+
+
+def test_vertex_attributes_are_interpolated_and_leave_other_outputs_alone(renderer, crop):
+    _, geometry = crop
+    v = geometry.vertices(renderer.mesh)
+    batch = np.concatenate([v, v * [0.9, 0.9, 0.9]])
+    plain = renderer.render(batch, depth=True)
+    # each vertex carries its own crop position: the interpolated value is the pixel centre
+    out = renderer.render(batch, depth=True, attributes=batch[..., :2])
+    assert out.attributes.shape == (2, 2, R, R) and out.attributes.dtype == np.float32
+    for name in ("silhouette", "normals", "depth"):
+        np.testing.assert_array_equal(getattr(out, name), getattr(plain, name))
+    inside = out.silhouette[:, 0] > 0.5
+    rows, cols = np.mgrid[:R, :R]
+    assert np.abs(out.attributes[:, 0] - cols)[inside].max() < 1e-2
+    assert np.abs(out.attributes[:, 1] - rows)[inside].max() < 1e-2
+    assert np.abs(out.attributes[:, :, ~inside[0]][0]).max() == 0
+    # one to four channels, without normals or depth, and full-BFM vertices are picked
+    for c in (1, 3, 4):
+        values = np.concatenate([batch, batch[..., :1] - batch[..., 1:2]], -1)[..., :c] / R
+        alone = renderer.render(batch[1:], normals=False, attributes=values[1:])
+        both = renderer.render(batch, normals=False, attributes=values)
+        assert both.attributes.shape == (2, c, R, R)
+        np.testing.assert_allclose(both.attributes[1:], alone.attributes, atol=1e-4)
+    full = geometry.vertices()
+    picked = renderer.render(full, normals=False, attributes=full[..., 2:])
+    np.testing.assert_allclose(
+        picked.attributes[0, 0], renderer.render(v, depth=True).depth[0, 0], atol=1e-3
+    )
+    with pytest.raises(ValueError, match="attributes"):
+        renderer.render(v, attributes=np.zeros((1, v.shape[1], 5), np.float32))

@@ -5,7 +5,13 @@
 row 1  aligned crop | mesh overlay | normal map | face region | shape-agnostic mask
 row 2  five random training variants (mesh scaling + perforation confusion)
 row 3  (with a source) source crop | source shape, target pose | the two outlines |
-       swap normal map | swap mask
+       swap normal map | swap mask | source texture on the swap geometry |
+       its visibility
+
+The source texture (`selfswap.geometry.texture`) is the source photo carried by the 3DMM
+onto the swap geometry in the target crop, shown over the target crop in proportion to its
+visibility; the visibility tile is black where the source did not see the surface, with the
+swap mesh outlined in cyan.
 
 Masked pixels are shown grey, as the generator sees them. Outlines: red = the target's
 true face region, cyan = the region that defined the mask (scaled mesh, or source mesh),
@@ -101,8 +107,9 @@ def guidance_grid(
     """
     from selfswap.face.align import alignment_matrix, transform_points, warp_to_crop
     from selfswap.face.analyzer import AnalyzerConfig, FaceAnalyzer
-    from selfswap.geometry.mesh import face_geometry, landmarks68
+    from selfswap.geometry.mesh import face_geometry, landmarks68, swap_geometry
     from selfswap.geometry.render import Renderer
+    from selfswap.geometry.texture import render_source_texture
     from selfswap.samae.masks import MaskBuilder, shape_agnostic_mask
 
     shown = max(size, 256)  # tiles are shown at least 256 px wide, labels fit
@@ -163,6 +170,16 @@ def guidance_grid(
             outlines = _outline(outlines, swap.source_region[0], _CYAN)
             swap_view = _outline(_masked(crop, swap.mask[0]), swap.target_region[0], _RED)
             swap_view = _outline(swap_view, swap.source_region[0], _CYAN)
+            texture, visibility = render_source_texture(
+                renderer,
+                source_rgb,
+                face_geometry([source]),
+                swap_geometry(source.shape[None], geometry.expression, geometry.camera),
+            )
+            seen = visibility[0].transpose(1, 2, 0)
+            textured = crop * (1 - seen) + texture[0].transpose(1, 2, 0) * 255 * seen
+            seen_view = np.repeat(seen * 255, 3, axis=2).astype(np.uint8)
+            seen_view = _outline(seen_view, swap.silhouette[0], _CYAN)
             rows.append(
                 [
                     _tile(source_overlay, "source crop + its mesh", shown),
@@ -174,6 +191,8 @@ def guidance_grid(
                     _tile(outlines, "red target / cyan source mesh", shown),
                     _tile(swap_normals, "swap normal map", shown),
                     _tile(swap_view, "swap mask", shown),
+                    _tile(textured.astype(np.uint8), "source texture on swap mesh", shown),
+                    _tile(seen_view, "source visibility (cyan: swap mesh)", shown),
                 ]
             )
     width = max(len(r) for r in rows)

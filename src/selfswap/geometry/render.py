@@ -26,7 +26,11 @@ Conventions of the outputs (all float32, `(B, C, R, R)`, row 0 at the top of the
   the front is mostly +z; shown as an image, `(n + 1) / 2` gives the usual bluish map);
 - `silhouette` `(B, 1, R, R)`: 1 where the mesh covers the pixel centre, else 0;
 - `depth` `(B, 1, R, R)` (optional): the posed depth (crop pixel units, larger = nearer)
-  of the visible surface, zero outside.
+  of the visible surface, zero outside;
+- `attributes` `(B, C, R, R)` (optional, C ≤ 4): any per-vertex values `(B, N, C)` given
+  by the caller (e.g. where each vertex lies in another image, see
+  `selfswap.geometry.texture`), interpolated linearly over the visible triangles (the
+  cameras are affine, so this is exact), zero outside.
 Pixel (i, j) is sampled at its centre, i.e. at crop coordinates x = j, y = i, the same
 convention as OpenCV's `warpAffine` used by the alignment.
 
@@ -62,6 +66,10 @@ in vec3 in_position;
 #ifdef WITH_NORMALS
 in vec3 in_normal;
 #endif
+#ifdef WITH_ATTRIBUTES
+in vec4 in_attribute;
+out vec4 v_attribute;
+#endif
 uniform int n_vertices;
 uniform ivec2 grid;           // atlas columns, rows
 uniform float size;           // tile side R in pixels
@@ -79,6 +87,9 @@ void main() {
     v_normal = vec3(0.0, 0.0, 1.0);
 #endif
     v_depth = in_position.z;
+#ifdef WITH_ATTRIBUTES
+    v_attribute = in_attribute;
+#endif
     vec2 ndc = (in_position.xy + 0.5) * (2.0 / size) - 1.0;
     gl_ClipDistance[0] = 1.0 - ndc.x;
     gl_ClipDistance[1] = 1.0 + ndc.x;
@@ -99,6 +110,10 @@ layout(location = 0) out vec4 f_color;
 #ifdef WITH_DEPTH
 layout(location = 1) out float f_depth;
 #endif
+#ifdef WITH_ATTRIBUTES
+in vec4 v_attribute;
+layout(location = ATTRIBUTE_LOCATION) out vec4 f_attribute;
+#endif
 
 void main() {
 #ifdef WITH_NORMALS
@@ -109,6 +124,9 @@ void main() {
 #endif
 #ifdef WITH_DEPTH
     f_depth = v_depth;
+#endif
+#ifdef WITH_ATTRIBUTES
+    f_attribute = v_attribute;
 #endif
 }
 """
@@ -125,6 +143,7 @@ class RenderOutput:
     silhouette: np.ndarray  # (B, 1, R, R) 0/1
     normals: np.ndarray | None = None  # (B, 3, R, R) unit inside, zero outside
     depth: np.ndarray | None = None  # (B, 1, R, R) larger = nearer, zero outside
+    attributes: np.ndarray | None = None  # (B, C, R, R) interpolated, zero outside
 
 
 def _with_defines(source: str, *defines: str) -> str:
@@ -244,6 +263,7 @@ class Renderer:
             "ctx": ctx,
             "positions": ctx.buffer(reserve=12 * self.n_vertices),
             "normals": ctx.buffer(reserve=12 * self.n_vertices),
+            "attributes": ctx.buffer(reserve=16 * self.n_vertices),
             "capacity": 0,
             "programs": {},
             "vaos": {},
@@ -252,12 +272,15 @@ class Renderer:
         self._pid = os.getpid()
         return self._gl
 
-    def _program(self, normals: bool, depth: bool):
+    def _program(self, normals: bool, depth: bool, attributes: bool = False):
         """The program for an output kind (compiled on first use)."""
         gl = self._gl
-        key = (normals, depth)
+        key = (normals, depth, attributes)
         if key not in gl["programs"]:
             defines = ["WITH_NORMALS"] * normals + ["WITH_DEPTH"] * depth
+            if attributes:
+                # the attribute output is the colour attachment after the depth one, if any
+                defines += ["WITH_ATTRIBUTES", f"ATTRIBUTE_LOCATION {1 + depth}"]
             prog = gl["ctx"].program(
                 vertex_shader=_with_defines(_VERTEX_SHADER, *defines),
                 fragment_shader=_with_defines(_FRAGMENT_SHADER, *defines),
@@ -267,7 +290,7 @@ class Renderer:
             gl["programs"][key] = prog
         return gl["programs"][key]
 
-    def _vertex_array(self, batch: int, normals: bool, depth: bool):
+    def _vertex_array(self, batch: int, normals: bool, depth: bool, attributes: bool = False):
         """Vertex array for `batch` faces; the batched index buffer is built once for a
         capacity (grown in powers of two up to `MAX_TILES`) and shared by all kinds."""
         gl = self._gl
@@ -284,31 +307,39 @@ class Renderer:
             gl["index"] = ctx.buffer(indices.tobytes())
             gl["positions"].orphan(12 * self.n_vertices * capacity)
             gl["normals"].orphan(12 * self.n_vertices * capacity)
+            gl["attributes"].orphan(16 * self.n_vertices * capacity)
             gl["capacity"] = capacity
-        key = (normals, depth)
+        key = (normals, depth, attributes)
         if key not in gl["vaos"]:
             content = [(gl["positions"], "3f", "in_position")]
             if normals:
                 content.append((gl["normals"], "3f", "in_normal"))
+            if attributes:
+                content.append((gl["attributes"], "4f", "in_attribute"))
             gl["vaos"][key] = ctx.vertex_array(
-                self._program(normals, depth),
+                self._program(normals, depth, attributes),
                 content,
                 index_buffer=gl["index"],
                 index_element_size=4,
             )
         return gl["vaos"][key]
 
-    def _framebuffer(self, cols: int, rows: int, normals: bool, depth: bool):
+    def _framebuffer(
+        self, cols: int, rows: int, normals: bool, depth: bool, attributes: bool = False
+    ):
         """Atlas framebuffer: RGBA32F (normal, coverage) or R32F (coverage) colour, an
-        R32F depth-value attachment when asked for, and a z-buffer."""
+        R32F depth-value attachment and an RGBA32F attribute attachment when asked for,
+        and a z-buffer."""
         gl = self._gl
-        key = (cols, rows, normals, depth)
+        key = (cols, rows, normals, depth, attributes)
         if key not in gl["fbos"]:
             ctx = gl["ctx"]
             shape = (cols * self.size, rows * self.size)
             colour = [ctx.renderbuffer(shape, components=4 if normals else 1, dtype="f4")]
             if depth:
                 colour.append(ctx.renderbuffer(shape, components=1, dtype="f4"))
+            if attributes:
+                colour.append(ctx.renderbuffer(shape, components=4, dtype="f4"))
             gl["fbos"][key] = ctx.framebuffer(
                 color_attachments=colour, depth_attachment=ctx.depth_renderbuffer(shape)
             )
@@ -352,19 +383,30 @@ class Renderer:
         normals[..., 1] *= -1.0
         return normals
 
-    def _draw(self, vertices: np.ndarray, normals: bool, depth: bool) -> tuple:
+    def _draw(
+        self,
+        vertices: np.ndarray,
+        normals: bool,
+        depth: bool,
+        attributes: np.ndarray | None = None,
+    ) -> tuple:
         gl = self._ensure()
         ctx = gl["ctx"]
         b, r = len(vertices), self.size
         cols = math.ceil(math.sqrt(b))
         rows = math.ceil(b / cols)
-        vao = self._vertex_array(b, normals, depth)
-        prog = self._program(normals, depth)
-        fbo = self._framebuffer(cols, rows, normals, depth)
+        attr = attributes is not None
+        vao = self._vertex_array(b, normals, depth, attr)
+        prog = self._program(normals, depth, attr)
+        fbo = self._framebuffer(cols, rows, normals, depth, attr)
         data = np.ascontiguousarray(vertices, np.float32)
         gl["positions"].write(data)
         if normals:
             gl["normals"].write(self.vertex_normals(data))
+        if attr:
+            padded = np.zeros((b, self.n_vertices, 4), np.float32)
+            padded[..., : attributes.shape[-1]] = attributes
+            gl["attributes"].write(padded)
         prog["grid"].value = (cols, rows)
         z = data[..., 2]
         zmin, zmax = z.min(axis=1), z.max(axis=1)
@@ -391,7 +433,12 @@ class Renderer:
             raw = np.empty((rows * r, cols * r, 1), np.float32)
             fbo.read_into(raw, components=1, attachment=1, dtype="f4")
             depth_tiles = _tiles(raw, b, r)
-        return tiles, depth_tiles
+        attribute_tiles = None
+        if attr:
+            raw = np.empty((rows * r, cols * r, 4), np.float32)
+            fbo.read_into(raw, components=4, attachment=1 + depth, dtype="f4")
+            attribute_tiles = _tiles(raw, b, r)[:, : attributes.shape[-1]]
+        return tiles, depth_tiles, attribute_tiles
 
     def render(
         self,
@@ -399,6 +446,7 @@ class Renderer:
         *,
         normals: bool = True,
         depth: bool = False,
+        attributes: np.ndarray | None = None,
         as_tensor: bool = False,
     ) -> RenderOutput:
         """Render posed meshes.
@@ -409,31 +457,54 @@ class Renderer:
                 `Geometry.vertices(renderer.mesh)`.
             normals: compute the normal map (else only silhouette/depth, cheaper).
             depth: also return the depth map.
+            attributes: `(B, N, C)` or `(N, C)` per-vertex values (C ≤ 4, same vertices
+                as `vertices`) to interpolate over the visible surface.
             as_tensor: return `torch.Tensor`s instead of numpy arrays.
 
         Returns:
             `RenderOutput` with `silhouette` `(B, 1, R, R)`, `normals` `(B, 3, R, R)` or
-            None, `depth` `(B, 1, R, R)` or None; B = 1 for a single `(N, 3)` mesh.
+            None, `depth` `(B, 1, R, R)` or None, `attributes` `(B, C, R, R)` or None;
+            B = 1 for a single `(N, 3)` mesh.
         """
         vertices = np.asarray(vertices, np.float32)
         if vertices.ndim == 2:
             vertices = vertices[None]
+        if attributes is not None:
+            attributes = np.asarray(attributes, np.float32)
+            if attributes.ndim == 2:
+                attributes = attributes[None]
+            if (
+                attributes.ndim != 3
+                or attributes.shape[:2] != vertices.shape[:2]
+                or not 1 <= attributes.shape[2] <= 4
+            ):
+                raise ValueError(
+                    f"attributes must be (B, N, C) with C <= 4 for vertices "
+                    f"{tuple(vertices.shape)}, got {tuple(attributes.shape)}"
+                )
         if (
             vertices.ndim == 3
             and self._kept is not None
             and (vertices.shape[1] == self._full_vertices)
         ):
             vertices = vertices[:, self._kept]
+            if attributes is not None:
+                attributes = attributes[:, self._kept]
         if vertices.ndim != 3 or vertices.shape[1:] != (self.n_vertices, 3):
             raise ValueError(
                 f"vertices must be (B, {self.n_vertices}, 3), got {tuple(vertices.shape)}"
             )
-        sil, nrm, dep = [], [], []
+        sil, nrm, dep, att = [], [], [], []
         # Several renderers (contexts) may live in one thread: make ours current.
         with self._ensure()["ctx"]:
             for start in range(0, len(vertices), MAX_TILES):
                 chunk = vertices[start : start + MAX_TILES]
-                color, depth_tiles = self._draw(chunk, normals, depth)
+                chunk_attributes = (
+                    None if attributes is None else attributes[start : start + MAX_TILES]
+                )
+                color, depth_tiles, attribute_tiles = self._draw(
+                    chunk, normals, depth, chunk_attributes
+                )
                 if normals:
                     sil.append(color[:, 3:4])
                     nrm.append(color[:, :3])
@@ -441,18 +512,21 @@ class Renderer:
                     sil.append(color)
                 if depth:
                     dep.append(depth_tiles)
+                if attributes is not None:
+                    att.append(attribute_tiles)
         r = self.size
         out = RenderOutput(
             silhouette=_cat(sil, (0, 1, r, r)),
             normals=_cat(nrm, (0, 3, r, r)) if normals else None,
             depth=_cat(dep, (0, 1, r, r)) if depth else None,
+            attributes=(None if attributes is None else _cat(att, (0, attributes.shape[2], r, r))),
         )
         if as_tensor:
             import torch
 
             out = RenderOutput(
                 *(None if a is None else torch.from_numpy(a) for a in (
-                    out.silhouette, out.normals, out.depth
+                    out.silhouette, out.normals, out.depth, out.attributes
                 ))
             )  # fmt: skip
         return out

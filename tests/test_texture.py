@@ -1,0 +1,230 @@
+"""The source texture on the swap geometry (`selfswap.geometry.texture`), on real faces."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from selfswap.face.align import alignment_matrix, transform_points, warp_to_crop
+from selfswap.geometry.mesh import Geometry, compose, face_geometry, swap_geometry
+from selfswap.geometry.render import Renderer
+from selfswap.geometry.texture import render_source_texture, source_texture_for_faces
+
+R = 128
+
+
+def _largest(analyzer, image):
+    faces = analyzer.analyze(image)
+    assert faces
+    return max(faces, key=lambda f: f.width)
+
+
+@pytest.fixture(scope="module")
+def collins(astronaut, analyzer_no_id):
+    """Astronaut photo, face, crop matrix, crop and crop geometry."""
+    face = _largest(analyzer_no_id, astronaut)
+    matrix = alignment_matrix(face.landmarks68, R)
+    return (
+        astronaut,
+        face,
+        matrix,
+        warp_to_crop(astronaut, matrix, R),
+        face_geometry([face], matrix[None]),
+    )
+
+
+@pytest.fixture(scope="module")
+def hopper(grace_hopper, analyzer_no_id):
+    face = _largest(analyzer_no_id, grace_hopper)
+    matrix = alignment_matrix(face.landmarks68, R)
+    return (
+        grace_hopper,
+        face,
+        matrix,
+        warp_to_crop(grace_hopper, matrix, R),
+        face_geometry([face], matrix[None]),
+    )
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    with Renderer(R) as r:
+        yield r
+
+
+def yawed(geometry: Geometry, degrees: float) -> Geometry:
+    """The same face turned by `degrees` about its own vertical axis (model y), in place."""
+    t = math.radians(degrees)
+    rot = np.array([[math.cos(t), 0, math.sin(t)], [0, 1, 0], [-math.sin(t), 0, math.cos(t)]])
+    centre = compose(geometry.shape[0], geometry.expression[0]).mean(0)
+    camera = geometry.camera[0].astype(np.float64)
+    turned = np.zeros((3, 4))
+    turned[:, :3] = camera[:, :3] @ rot
+    turned[:, 3] = camera[:, :3] @ (centre - rot @ centre) + camera[:, 3]
+    return Geometry(geometry.shape, geometry.expression, turned[None])
+
+
+def inner_face(face, matrix) -> np.ndarray:
+    """The convex hull of the brows, eyes, nose and mouth landmarks in the crop, (R, R)."""
+    points = transform_points(face.landmarks68[17:], matrix)
+    out = np.zeros((R, R), np.uint8)
+    cv2.fillConvexPoly(out, cv2.convexHull(np.round(points).astype(np.int32)), 1)
+    return out.astype(bool)
+
+
+def test_round_trip_reproduces_the_source_crop(collins, renderer):
+    photo, face, matrix, crop, geometry = collins
+    silhouette = renderer.render_geometry(geometry, normals=False).silhouette[0, 0] > 0
+    inner = inner_face(face, matrix)
+    # from the aligned crop and from the whole photo (geometry posed in the photo)
+    for image, source in ((crop, geometry), (photo, face_geometry([face]))):
+        texture, visibility = render_source_texture(renderer, image, source, geometry)
+        vis = visibility[0, 0]
+        seen = vis > 0.5
+        error = np.abs(texture[0].transpose(1, 2, 0) * 255 - crop)[seen].mean()
+        assert error < 0.5, f"mean abs error {error:.2f} / 255 on the visible face"
+        assert vis[~silhouette].max() == 0
+        assert vis[silhouette].mean() > 0.9
+        assert vis[inner].mean() > 0.95, "the frontal inner face must be seen"
+        assert (vis[silhouette] > 0.9).mean() > 0.85
+
+
+@pytest.mark.parametrize("degrees", [30, -30])
+def test_yawed_view_loses_visibility_on_the_side_the_source_saw_edge_on(collins, renderer, degrees):
+    photo, face, _, _, geometry = collins
+    frontal = render_source_texture(renderer, photo, face_geometry([face]), geometry)[1][0, 0]
+    turned = yawed(geometry, degrees)
+    _, visibility = render_source_texture(renderer, photo, face_geometry([face]), turned)
+    vis = visibility[0, 0]
+    silhouette = renderer.render_geometry(turned, normals=False).silhouette[0, 0] > 0
+    # A +yaw turns the image-left side of the face towards the new camera: that side's
+    # surface was edge-on to the (frontal) source camera. Compare the outer thirds.
+    columns = np.flatnonzero(silhouette.any(axis=0))
+    x0, x1 = columns[0], columns[-1]
+    third = (x1 - x0) / 3
+    near = silhouette & (np.arange(R) < x0 + third)[None]
+    far = silhouette & (np.arange(R) > x1 - third)[None]
+    if degrees < 0:
+        near, far = far, near
+    assert vis[near].mean() < vis[far].mean() - 0.15, (vis[near].mean(), vis[far].mean())
+    assert vis[far].mean() > 0.9
+    assert vis[silhouette].mean() < frontal[frontal > 0].mean() - 0.03
+    assert vis[~silhouette].max() == 0
+
+
+def test_surface_hidden_by_the_nose_in_the_source_is_not_visible(collins, renderer):
+    _, _, _, crop, geometry = collins
+    # a synthetic source seen at 45° yaw: the textured astronaut rendered in that view
+    turned = yawed(geometry, 45)
+    texture, _ = render_source_texture(renderer, crop, geometry, turned)
+    source = (texture[0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    _, seen = render_source_texture(renderer, source, turned, geometry)
+    _, occlusion_only = render_source_texture(
+        renderer, source, turned, geometry, grazing=(-2.0, -1.0)
+    )
+    # behind the nose in the turned view: the crop's pixels just right of the nose tip
+    nose = np.round(geometry.vertices(renderer.mesh)[0, renderer.mesh.keypoints68[30]]).astype(int)
+    x, y = nose[0], nose[1]
+    hidden = occlusion_only[0, 0, y - 6 : y + 1, x + 5 : x + 9]
+    assert hidden.mean() < 0.2, hidden
+    assert seen[0, 0, y - 6 : y + 1, x + 5 : x + 9].mean() < 0.2
+    # while the near cheek is seen
+    cheek = seen[0, 0, y - 4 : y + 4, x - 24 : x - 14]
+    assert cheek.mean() > 0.8
+
+
+def test_hopper_texture_on_the_astronaut_pose(collins, hopper, renderer):
+    _, collins_face, collins_matrix, collins_crop, collins_geometry = collins
+    hopper_photo, hopper_face, _, hopper_crop, hopper_geometry = hopper
+    swap = swap_geometry(hopper_face.shape[None], collins_geometry.expression,
+                         collins_geometry.camera)  # fmt: skip
+    texture, visibility = render_source_texture(
+        renderer, hopper_photo, face_geometry([hopper_face]), swap
+    )
+    vis = visibility[0, 0]
+    silhouette = renderer.render_geometry(swap, normals=False).silhouette[0, 0] > 0
+    assert vis[~silhouette].max() == 0, "visibility must stay inside the swap silhouette"
+    assert np.abs(texture[0][:, ~silhouette]).max() == 0
+    assert vis[silhouette].mean() > 0.85
+    # the colours are Hopper's: compare mean inner-face colours (RGB, 0..255)
+    seen = (vis > 0.5) & inner_face(collins_face, collins_matrix)
+    colour = texture[0][:, seen].mean(axis=1) * 255
+    hopper_inner = inner_face(hopper_face, alignment_matrix(hopper_face.landmarks68, R))
+    hopper_colour = hopper_crop[hopper_inner].mean(axis=0)
+    collins_colour = collins_crop[inner_face(collins_face, collins_matrix)].mean(axis=0)
+    to_hopper = np.linalg.norm(colour - hopper_colour)
+    to_collins = np.linalg.norm(colour - collins_colour)
+    assert to_hopper < 0.5 * to_collins, (colour, hopper_colour, collins_colour)
+    # and the same through the Face-level helper
+    helper = source_texture_for_faces(
+        renderer, [hopper_photo], [hopper_face], [collins_face], collins_matrix[None]
+    )
+    np.testing.assert_allclose(helper[0], texture, atol=1e-5)
+    np.testing.assert_allclose(helper[1], visibility, atol=1e-5)
+
+
+def test_shapes_dtypes_and_batch_equals_per_item(collins, hopper, renderer):
+    import torch
+
+    collins_photo, collins_face, _, collins_crop, collins_geometry = collins
+    hopper_photo, hopper_face, _, _, hopper_geometry = hopper
+    swap = swap_geometry(hopper_face.shape, collins_geometry.expression, collins_geometry.camera)
+    turned = yawed(collins_geometry, 25)
+    items = [
+        (collins_crop, collins_geometry, collins_geometry),
+        (hopper_photo, face_geometry([hopper_face]), swap),
+        (collins_photo, face_geometry([collins_face]), turned),
+    ]
+
+    def stack(geometries):
+        return Geometry(*(np.concatenate([getattr(g, k) for g in geometries])
+                          for k in ("shape", "expression", "camera")))  # fmt: skip
+
+    images = [i[0] for i in items]  # different sizes: a list
+    texture, visibility = render_source_texture(
+        renderer, images, stack([i[1] for i in items]), stack([i[2] for i in items])
+    )
+    assert texture.shape == (3, 3, R, R) and texture.dtype == np.float32
+    assert visibility.shape == (3, 1, R, R) and visibility.dtype == np.float32
+    assert visibility.min() >= 0 and visibility.max() <= 1 and texture.max() <= 1
+    for b, (image, source, target) in enumerate(items):
+        t, v = render_source_texture(renderer, image, source, target)
+        np.testing.assert_allclose(texture[b], t[0], atol=5e-3)  # uint8 rounding
+        np.testing.assert_allclose(visibility[b], v[0], atol=2e-3)
+        assert (np.abs(visibility[b] - v[0]) > 1e-3).mean() < 1e-3
+    # float input keeps its range; a (B, C, H, W) tensor in, tensors out
+    as_float = collins_crop.astype(np.float32) / 127.5 - 1
+    t, v = render_source_texture(renderer, as_float[None], collins_geometry, collins_geometry)
+    seen = v[0, 0] > 0.5
+    np.testing.assert_allclose(t[0][:, seen], texture[0][:, seen] * 2 - 1, atol=1e-3)
+    tensor = torch.from_numpy(as_float).permute(2, 0, 1)[None]
+    tt, tv = render_source_texture(
+        renderer, tensor, collins_geometry, collins_geometry, as_tensor=True
+    )
+    assert isinstance(tt, torch.Tensor) and tt.shape == (1, 3, R, R) and tv.dtype == torch.float32
+    np.testing.assert_allclose(tt.numpy(), t, atol=1e-5)
+    with pytest.raises(ValueError, match="images"):
+        render_source_texture(renderer, images[:2], stack([i[1] for i in items]),
+                              stack([i[2] for i in items]))  # fmt: skip
+    with pytest.raises(ValueError, match="batch sizes"):
+        render_source_texture(renderer, images[:1], collins_geometry, stack([swap, swap]))
+
+
+def test_guidance_grid_shows_the_source_texture_and_its_visibility(astronaut, grace_hopper):
+    from selfswap.geometry.guidance import _LABEL_H, guidance_grid
+
+    grid = guidance_grid(astronaut, grace_hopper, size=128, variants=2)
+    tile = 256 + _LABEL_H  # tiles are shown at least 256 px wide
+    assert grid.shape == (3 * tile, 7 * 256, 3)
+    row3 = grid[2 * tile + _LABEL_H :]
+    target_tile = row3[:, 2 * 256 : 3 * 256].astype(np.float32)  # target crop + outlines
+    textured = row3[:, 5 * 256 : 6 * 256].astype(np.float32)
+    visibility = row3[:, 6 * 256 :].astype(np.float32)
+    seen = visibility.min(axis=2) > 200  # white, not the cyan outline
+    assert 0.15 < seen.mean() < 0.6
+    # where the source saw the face, the tile shows Hopper's pixels, not the astronaut's
+    assert np.abs(textured - target_tile).max(axis=2)[seen].mean() > 20
+    assert np.abs(textured - target_tile).max(axis=2)[visibility.max(axis=2) == 0].mean() < 10
