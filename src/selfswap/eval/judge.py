@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from selfswap.face.detect import as_rgb_uint8
+from selfswap.face.yunet import create_yunet
 from selfswap.models.registry import model_path
 
 # ArcFace's 5-point template for a 112x112 crop (eye on the image left first), as in OpenCV.
@@ -166,9 +167,7 @@ class YuNet:
         bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
         with self._lock:
             if self._detector is None:
-                self._detector = cv2.FaceDetectorYN.create(
-                    str(model_path("yunet_int8bq")), "", (32, 32), self.score_threshold
-                )
+                self._detector = create_yunet(self.score_threshold)
             self._detector.setInputSize((bgr.shape[1], bgr.shape[0]))
             _, rows = self._detector.detect(bgr)
         faces = []

@@ -63,6 +63,15 @@ BOX_FIT = (
 )
 
 
+def create_yunet(score_threshold: float = 0.6, nms_iou: float = 0.3, top_k: int = 5000):
+    """A `cv2.FaceDetectorYN` on the registered YuNet file. OpenCV's log is set to errors
+    only first: its new graph engine otherwise prints a warning on every load."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    return cv2.FaceDetectorYN.create(
+        str(model_path(MODEL)), "", (320, 320), score_threshold, nms_iou, top_k
+    )
+
+
 def opencv_yunet_available() -> bool:
     """Whether the installed OpenCV has ``cv2.FaceDetectorYN``."""
     return hasattr(cv2, "FaceDetectorYN")
@@ -115,9 +124,7 @@ class YuNetDetector(FaceDetector):
     def _load(self) -> Any:
         if not opencv_yunet_available():
             raise SelfswapError("Detector 'yunet' needs OpenCV 4.8 or newer (cv2.FaceDetectorYN).")
-        return cv2.FaceDetectorYN.create(
-            str(model_path(MODEL)), "", (320, 320), self.score_threshold, self.nms_iou, 5000
-        )
+        return create_yunet(self.score_threshold, self.nms_iou)
 
     def _use_verifier(self) -> bool:
         if self.verify is None:
