@@ -108,3 +108,37 @@ def test_unfinished_or_mismatched_folders_refused(prepared, tmp_path):
         FaceDataset(tmp_path)
     with pytest.raises(SelfswapError, match="128px crops, not 256px"):
         FaceDataset(prepared, size=256)
+
+
+def test_source_texture_items_pair_photos_of_one_person(train_faces):
+    """With the source texture on, a cross-photo item takes texture and identity code from
+    another photo of the same person; a same-photo item from a jittered copy of itself."""
+    from selfswap.data.dataset import FaceDataset
+    from selfswap.samae.config import SamaeConfig
+    from selfswap.train.batches import MaskedFaces
+
+    faces = FaceDataset(train_faces)
+    cross = MaskedFaces(faces, SamaeConfig(), seed=0, source_texture=True, cross_photo=1.0)
+    same = MaskedFaces(faces, SamaeConfig(), seed=0, source_texture=True, cross_photo=0.0)
+    for index in range(len(faces)):
+        item = cross[(0, index)]
+        r = faces.size
+        assert item["texture"].shape == (3, r, r) and item["visibility"].shape == (1, r, r)
+        assert float(item["texture"].min()) >= 0 and float(item["texture"].max()) <= 1
+        assert item["same"] == 0.0
+        partner = [
+            i
+            for i in range(len(faces))
+            if np.allclose(faces.arrays["embedding"][i], item["source_embedding"].numpy())
+        ]
+        assert partner and partner[0] != index
+        assert faces.identity[partner[0]] == faces.identity[index]
+        seen = item["visibility"][0] > 0.5
+        assert float((seen & (item["face_region"][0] > 0.5)).float().mean()) > 0.1
+    own = same[(0, 0)]
+    assert own["same"] == 1.0
+    seen = own["visibility"][0] > 0.5
+    texture, image = own["texture"][:, seen].flatten(), own["image"][:, seen].flatten()
+    assert float(torch.corrcoef(torch.stack([texture, image]))[0, 1]) > 0.7
+    again = same[(0, 0)]  # seeded by (seed, epoch, index): the same jitter
+    assert torch.equal(again["texture"], own["texture"])

@@ -22,6 +22,7 @@ from torch import nn
 from selfswap.nets.blocks import ResBlock, SelfAttention, group_norm
 
 GUIDANCE_CHANNELS = 8  # masked RGB, mask, normal map, silhouette
+TEXTURE_CHANNELS = 4  # the source's pixels on the swap geometry (RGB) and their visibility
 
 
 @dataclass
@@ -37,6 +38,13 @@ class GeneratorConfig:
     id_dim: int = 128
     appearance_dim: int = 16
     style_dim: int = 256
+    # also take the source texture rendered through the 3DMM and its visibility
+    # (`selfswap.geometry.texture`) as guidance
+    source_texture: bool = False
+
+    @property
+    def guidance_channels(self) -> int:
+        return GUIDANCE_CHANNELS + (TEXTURE_CHANNELS if self.source_texture else 0)
 
 
 class StyleMapper(nn.Module):
@@ -70,7 +78,7 @@ class Generator(nn.Module):
         self.config = cfg = config or GeneratorConfig()
         s, chans = cfg.stem_factor, cfg.channels
         self.style = StyleMapper(cfg.id_dim, cfg.appearance_dim, cfg.style_dim)
-        self.stem = nn.Conv2d(GUIDANCE_CHANNELS * s * s, chans[0], 3, padding=1)
+        self.stem = nn.Conv2d(cfg.guidance_channels * s * s, chans[0], 3, padding=1)
         self.down_blocks = nn.ModuleList()
         self.downsamples = nn.ModuleList()
         for i, c in enumerate(chans):
@@ -138,11 +146,23 @@ def icnr_(conv: nn.Conv2d, factor: int) -> None:
 
 
 def compose_guidance(
-    image: torch.Tensor, mask: torch.Tensor, normals: torch.Tensor, silhouette: torch.Tensor
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    normals: torch.Tensor,
+    silhouette: torch.Tensor,
+    texture: torch.Tensor | None = None,
+    visibility: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generator input `(B, 8, R, R)`: image `(B,3,R,R)` in [0,1] with the mask `(B,1,R,R)`
-    (1 = hidden) blanked out, the mask, normals `(B,3,R,R)` in [-1,1], silhouette."""
-    return torch.cat([image * (1 - mask), mask, normals, silhouette], dim=1)
+    (1 = hidden) blanked out, the mask, normals `(B,3,R,R)` in [-1,1], silhouette; with a
+    source texture `(B,3,R,R)` in [0,1] and its visibility `(B,1,R,R)`, `(B, 12, R, R)`
+    (the texture weighted by its visibility)."""
+    parts = [image * (1 - mask), mask, normals, silhouette]
+    if texture is not None:
+        if visibility is None:
+            raise ValueError("a source texture needs its visibility")
+        parts += [texture * visibility, visibility]
+    return torch.cat(parts, dim=1)
 
 
 def composite(generated: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
