@@ -9,6 +9,7 @@ import pytest
 from selfswap.swap.smoothing import (
     FaceTracker,
     OneEuroFilter,
+    RegionDetector,
     associate,
     box_iou,
     histogram_distance,
@@ -103,3 +104,59 @@ def test_tracker_keeps_ids_per_face_and_resets_at_cuts() -> None:
     out = tracker.update([{"box": left}], cut=True)
     assert out[0][0] not in ids[0]
     assert np.allclose(out[0][1]["box"], left)
+
+
+class Recording:
+    """The real default face detector, noting the size of every image it is given."""
+
+    def __init__(self) -> None:
+        from selfswap.face.detect import get_detector
+
+        self.detector = get_detector("default")
+        self.name = self.detector.name
+        self.sizes: list[tuple[int, int]] = []
+
+    def detect(self, image: np.ndarray) -> list:
+        self.sizes.append(image.shape[:2])
+        return self.detector.detect(image)
+
+
+def hd_frame(astronaut: np.ndarray, dx: int = 0, dy: int = 0) -> np.ndarray:
+    """A 1080x1920 portrait frame: the astronaut upscaled to the width, moved by (dx, dy)."""
+    matrix = np.array([[1080 / 512, 0, dx], [0, 1080 / 512, 420 + dy]], np.float64)
+    return cv2.warpAffine(astronaut, matrix, (1080, 1920), borderMode=cv2.BORDER_REPLICATE)
+
+
+def test_region_detector_follows_a_face_on_a_small_image(astronaut) -> None:
+    recording = Recording()
+    regions = RegionDetector(recording)
+    first = regions.detect(hd_frame(astronaut))  # nothing followed yet: the whole frame
+    assert len(first) == 1 and recording.sizes == [(1920, 1080)]
+    moved = hd_frame(astronaut, dx=25, dy=-15)
+    whole = recording.detector.detect(moved)[0]
+    regions.follow([first[0].box])
+    found = regions.detect(moved)
+    assert len(found) == 1 and not regions.lost
+    assert max(recording.sizes[1]) <= regions.side  # one small, downscaled region
+    assert box_iou(np.array(found[0].box), np.array(whole.box))[0, 0] > 0.8
+    width = whole.box[2] - whole.box[0]  # points in frame pixels, moved with the face
+    shift = np.asarray(found[0].landmarks5) - np.asarray(first[0].landmarks5)
+    assert np.abs(shift.mean(0) - [25, -15]).max() < 0.05 * width
+    assert np.abs(np.asarray(found[0].landmarks5) - whole.landmarks5).max() < 0.05 * width
+
+
+def test_region_detector_reports_lost_faces_and_finds_new_ones(astronaut, grace_hopper) -> None:
+    regions = RegionDetector(Recording())
+    face = regions.detect(hd_frame(astronaut))[0]
+    regions.follow([face.box])
+    assert regions.detect(np.full((1920, 1080, 3), 128, np.uint8)) == [] and regions.lost
+    frame = hd_frame(astronaut)
+    hopper = cv2.resize(grace_hopper, (256, 300), interpolation=cv2.INTER_AREA)
+    frame[1500:1800, 700:956] = hopper
+    regions.follow([face.box])
+    assert len(regions.detect(frame)) == 1  # only near the followed face
+    regions.follow([face.box], whole=True)
+    both = regions.detect(frame)
+    assert len(both) == 2 and not regions.lost  # the new face, the followed one once
+    with pytest.raises(ValueError):
+        RegionDetector(Recording(), side=8)
