@@ -4,12 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
 DEBIAN_PACKAGES := libegl1 libgl1-mesa-dri
+# the browser tests of the web app (tests/test_web.py) drive Debian's Chromium
+TEST_DEBIAN_PACKAGES := chromium
 export SELFSWAP_HOME ?= $(HOME)/.cache/selfswap
 
-.PHONY: install demo test test-all lint format bench clean
+.PHONY: install demo test test-all lint format bench clean debian debian-test
 
 install: $(STAMP) debian
 	@$(BIN)/selfswap models pull --quiet
+
+debian-test:
+	@$(MAKE) --no-print-directory debian DEBIAN_PACKAGES="$(TEST_DEBIAN_PACKAGES)"
 
 debian:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -29,10 +34,10 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/selfswap demo --output out/demo.png
 
-test: install
+test: install debian-test
 	$(BIN)/python -m pytest -q
 
-test-all: install
+test-all: install debian-test
 	$(BIN)/python -m pytest -q -m ''
 
 lint:

@@ -153,3 +153,17 @@ def test_seesaw_models_see_the_whole_target(train_faces, tmp_path, astronaut, gr
         )
         engine.swap_image([grace_hopper], astronaut)
         assert calls.pop() is expected
+
+
+def test_swapper_takes_its_defaults_from_swap_config(run_folder, astronaut, grace_hopper):
+    from selfswap.swap.options import SwapConfig
+
+    pair = np.concatenate([astronaut, grace_hopper[:512, :512]], axis=1)
+    configured = Swapper.from_config(SwapConfig(model=str(run_folder), faces="1", color_match=1))
+    assert configured.config.paste == "face" and configured.engine.paste_region == "face"
+    by_config = configured.swap_image(astronaut, pair)
+    explicit = Swapper.load(run_folder).swap_image(astronaut, pair, faces=[1], color_match=1.0)
+    assert by_config.swapped == explicit.swapped == [1]
+    assert np.array_equal(by_config.image, explicit.image)
+    with pytest.raises(SelfswapError, match="faces must be"):
+        configured.swap_image(astronaut, pair, faces="left")

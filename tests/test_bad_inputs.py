@@ -121,6 +121,11 @@ def work(tmp_path_factory) -> Path:
     _audio_only_mp4(w / "audio.mp4")
     face_video(w / "clip.mp4", 3)
     (w / "list.txt").write_text("")
+    header = "source\tsource_id_ref\ttarget\n"
+    (w / "empty.tsv").write_text("")
+    (w / "header.tsv").write_text(header)
+    (w / "short.tsv").write_text(header + "h.png\ta.png\n")
+    (w / "one.tsv").write_text(header + "h.png\th.png\ta.png\n")
     (w / "detector5.yaml").write_text("detector: 5\n")
     (w / "broken.yaml").write_text("detector: [unclosed\n")
     (w / "photos").mkdir()
@@ -171,6 +176,7 @@ SWAP = "swap -s h.png -t a.png"
 VIDEO = "video -s h.png -t clip.mp4"
 PREP = "prepare --input photos --output p"
 MODEL = f"{SWAP} -o o.png --model models/"
+EVAL = "eval --model default --images ."
 
 #: (case, command line in the work folder, a fragment the error sentence must contain, whether
 #: it runs only with `-m slow`); one or two per command run by default.
@@ -223,6 +229,13 @@ TABLE = [
     ("provenance-truncated", "provenance truncated.jpg", "truncated", True),
     ("provenance-folder", "provenance folder.jpg", "folder", True),
     ("provenance-empty", "provenance empty.jpg", "empty", True),
+    ("eval-empty-pairs", f"{EVAL} --pairs empty.tsv --out ev", "header", False),
+    ("eval-header-only", f"{EVAL} --pairs header.tsv --out ev", "no pairs", True),
+    ("eval-short-row", f"{EVAL} --pairs short.tsv --out ev", "line 2", True),
+    ("eval-binary-pairs", f"{EVAL} --pairs binary.txt --out ev", "UTF-8", True),
+    ("eval-out-is-file", f"{EVAL} --pairs one.tsv --out afile", "is a file", False),
+    ("eval-negative-limit", f"{EVAL} --pairs one.tsv --out ev --limit -1", "positive", True),
+    ("eval-negative-recon", f"{EVAL} --pairs one.tsv --out ev --recon -1", "negative", True),
     ("prepare-detector", f"{PREP} --detector nonexistent", "--detector", False),
     ("prepare-max-yaw", f"{PREP} --max-yaw -5", "--max-yaw", False),
     ("prepare-min-face", f"{PREP} --min-face-size -1", "--min-face-size", True),

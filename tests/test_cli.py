@@ -158,3 +158,40 @@ def test_sigterm_runs_the_ctrl_c_clean_up():
     assert isinstance(caught.value, Terminated) and caught.value.signum == signal.SIGTERM
     assert cleaned
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_swap_and_video_flags_come_from_swap_config(tmp_path):
+    """One declaration: every SwapConfig field is a flag of `swap` and `video`; a flag wins
+    over --set, which wins over --config."""
+    import dataclasses
+
+    from selfswap.cli import _swap_config, build_parser
+    from selfswap.swap.options import SwapConfig
+
+    config_file = tmp_path / "swap.yaml"
+    config_file.write_text("color_match: 0.1\npaste: mask\nfaces: '1'\n")
+    for command in ("swap", "video"):
+        parser = build_parser()
+        base = [command, "-s", "a.png", "-t", "b.png", "-o", "c.png"]
+        flags = {a for action in parser._subparsers._group_actions[0].choices[command]._actions
+                 for a in action.option_strings}  # fmt: skip
+        for field in dataclasses.fields(SwapConfig):
+            assert field.metadata["flag"] in flags, field.name
+        args = parser.parse_args(
+            [*base, "--config", str(config_file), "--set", "color_match=0.5", "--faces", "0,2"]
+        )
+        config = _swap_config(args)
+        assert config == SwapConfig(faces="0,2", color_match=0.5, paste="mask")
+        assert _swap_config(parser.parse_args([*base, "--color-match", "0.25"])).color_match == 0.25
+
+
+def test_swap_config_refusals_are_one_sentence(tmp_path):
+    astronaut, hopper = str(sample_path("astronaut")), str(sample_path("grace_hopper"))
+    out = str(tmp_path / "o.png")
+    bad_set = run("swap", "-s", hopper, "-t", astronaut, "-o", out, "--set", "paste=everything")
+    assert_clean_error(bad_set, "paste must be 'face' or 'mask'")
+    bad_faces = run("swap", "-s", hopper, "-t", astronaut, "-o", out, "--faces", "first")
+    assert_clean_error(bad_faces, "faces must be all, indices like 0,2, or ref:IMAGE")
+    bad_range = run("swap", "-s", hopper, "-t", astronaut, "-o", out, "--color-match", "2")
+    assert bad_range.returncode == 2 and "from 0 to 1" in bad_range.stderr
+    assert not (tmp_path / "o.png").exists()

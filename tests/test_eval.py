@@ -323,3 +323,21 @@ def test_dev_clip_metrics_of_an_unchanged_clip(shared_data, astronaut, grace_hop
     assert same["flicker_ratio"] == pytest.approx(1.0, rel=0.15)
     assert original["sface_mean"] < SAME_PERSON  # the clip's person is not Grace Hopper
     assert same["fps"] > 0
+
+
+def test_eval_of_a_single_pair_finishes_without_a_frechet_distance(
+    tmp_path, astronaut, grace_hopper
+):
+    """The Fréchet distance needs 2+ swaps: one pair is evaluated, the FD left out."""
+    from selfswap.cli import main
+
+    save_image(tmp_path / "h.png", grace_hopper)
+    save_image(tmp_path / "a.png", astronaut)
+    tsv = tmp_path / "one.tsv"
+    tsv.write_text("source\tsource_id_ref\ttarget\nh.png\th.png\ta.png\n")
+    args = ["--baselines", "no-swap", "--images", str(tmp_path), "--recon", "0", "--real", "0"]
+    code = main(["eval", "--pairs", str(tsv), *args, "--video-frames", "0", "--no-samples",
+                 "--out", str(tmp_path / "ev")])  # fmt: skip
+    assert code == 0
+    row = json.loads((tmp_path / "ev" / "metrics.json").read_text())["methods"]["no swap"]
+    assert row["swaps"] == 1 and "frechet" not in row

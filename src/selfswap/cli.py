@@ -21,6 +21,7 @@ from selfswap.io.files import (
     remove_stale_parts,
     same_file,
 )
+from selfswap.swap.options import MODEL_HELP
 
 
 def _add_analyzer_options(p: argparse.ArgumentParser) -> None:
@@ -37,7 +38,7 @@ def _analyzer_config(args: argparse.Namespace):
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from selfswap.face.analyzer import FaceAnalyzer
+    from selfswap.api import analyze
     from selfswap.face.draw import draw_faces
     from selfswap.io.images import image_format_for, load_image, save_image
 
@@ -45,7 +46,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         image_format_for(args.draw)
         _prepare_output(args.draw, [args.image])
     image = load_image(args.image)
-    faces = FaceAnalyzer(_analyzer_config(args)).analyze(image)
+    faces = analyze(image, _analyzer_config(args))
     if args.json:
         payload = {
             "image": str(args.image),
@@ -113,44 +114,37 @@ def cmd_guidance(args: argparse.Namespace) -> int:
 
 
 def cmd_provenance(args: argparse.Namespace) -> int:
-    from PIL import Image
+    from selfswap.api import check_provenance
 
-    from selfswap.io.images import load_image
-    from selfswap.provenance import DETECTION_THRESHOLD, watermark_score
-
-    score = watermark_score(load_image(args.image))
-    with Image.open(args.image) as img:
-        text = dict(getattr(img, "text", {}) or {})
-        description = img.getexif().get(0x010E, "")
-    meta = {k: v for k, v in text.items() if k.startswith("selfswap:")}
-    if "selfswap:synthetic" in description:
-        meta["exif"] = description
-    marked = score > DETECTION_THRESHOLD
+    report = check_provenance(args.image)
     print(
-        f"{args.image}: watermark {'found' if marked else 'not found'} (score {score:.1f}, "
-        f"threshold {DETECTION_THRESHOLD})"
+        f"{args.image}: watermark {'found' if report.watermarked else 'not found'} "
+        f"(score {report.watermark_score:.1f}, threshold {report.threshold})"
     )
-    for key, value in meta.items():
+    for key, value in report.metadata.items():
         print(f"  {key}: {value}")
-    if not meta:
+    if not report.metadata:
         print("  no selfswap provenance metadata")
-    return 0 if (marked or meta) else 1
+    return 0 if report.marked else 1
 
 
 def _faces_spec(spec: str):
     """--faces: all, indices like 0,2, or ref:IMAGE (faces of the person in IMAGE)."""
     from selfswap.io.images import load_image
+    from selfswap.swap.options import parse_faces
 
-    if spec == "all":
-        return "all"
-    if spec.startswith("ref:"):
-        return load_image(spec[4:])
-    try:
-        return [int(i) for i in spec.split(",")]
-    except ValueError:
-        raise SelfswapError(
-            f"--faces must be all, indices like 0,2, or ref:IMAGE, not {spec!r}."
-        ) from None
+    faces = parse_faces(spec)
+    if isinstance(faces, str) and faces.startswith("ref:"):
+        return load_image(faces[4:])
+    return faces
+
+
+def _swap_config(args: argparse.Namespace):
+    """The `SwapConfig` of `swap` / `video`: defaults, --config file, --set, then flags."""
+    from selfswap.config import config_from_args
+    from selfswap.swap.options import SwapConfig
+
+    return config_from_args(SwapConfig, args)
 
 
 def _prepare_output(output: Path, inputs: list[Path | None]) -> None:
@@ -174,18 +168,17 @@ def _check_paths(sources: list[Path], target: Path, output: Path, faces: str) ->
 def cmd_swap(args: argparse.Namespace) -> int:
     from selfswap.io.images import image_format_for, load_image
 
+    config = _swap_config(args)
     image_format_for(args.output)
-    _check_paths(args.source, args.target, args.output, args.faces)
+    _check_paths(args.source, args.target, args.output, config.faces)
     if args.output.exists() and not args.overwrite:
         raise SelfswapError(f"{args.output} exists; pass --overwrite to replace it.")
     sources = [load_image(p) for p in args.source]
     target = load_image(args.target)
-    faces = _faces_spec(args.faces)
+    faces = _faces_spec(config.faces)
     from selfswap.api import Swapper  # slow to import: only once the inputs are good
 
-    result = Swapper.load(args.model, paste=args.paste).swap_image(
-        sources, target, faces=faces, color_match=args.color_match
-    )
+    result = Swapper.from_config(config).swap_image(sources, target, faces=faces)
     for note in result.notes:
         print(f"note: {note}")
     result.save(args.output, source=",".join(p.name for p in args.source), target=args.target.name)
@@ -197,16 +190,17 @@ def cmd_video(args: argparse.Namespace) -> int:
     from selfswap.io.images import load_image
     from selfswap.swap.video import check_output, probe
 
-    _check_paths(args.source, args.target, args.output, args.faces)
+    config = _swap_config(args)
+    _check_paths(args.source, args.target, args.output, config.faces)
     check_output(args.output, args.overwrite)
     sources = [load_image(p) for p in args.source]
-    faces = _faces_spec(args.faces)
+    faces = _faces_spec(config.faces)
     probe(args.target)  # an unreadable video is refused before the model is loaded
     from selfswap.api import Swapper
 
-    swapper = Swapper.load(args.model, paste=args.paste)
+    swapper = Swapper.from_config(config)
     stats = swapper.swap_video(
-        sources, args.target, args.output, faces, args.overwrite, color_match=args.color_match
+        sources, args.target, args.output, faces, args.overwrite, progress=not args.quiet
     )
     for note in stats.notes:
         print(f"note: {note}")
@@ -228,37 +222,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from selfswap.swap import bundle
+    from selfswap.api import export_model
 
     _prepare_output(args.output, [args.model])
     if args.output.exists() and not args.overwrite:
         raise SelfswapError(f"{args.output} exists; pass --overwrite to replace it.")
-    out = bundle.export(args.model, args.output)
+    out = export_model(args.model, args.output)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, fp16)")
     return 0
 
 
-MODEL_HELP = "default (shipped), an exported .safetensors file, or a training run folder"
-PASTE_HELP = "face: put back the face regions only (default); mask: all the model repainted"
-COLOR_HELP = "pull the new face's colours towards the replaced face's (0 = off, 1 = full)"
+def cmd_serve(args: argparse.Namespace) -> int:
+    from selfswap.web.app import serve
 
-
-def _unit(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return value
+    serve(args.host, args.port, limits_overrides=args.overrides, config_path=args.config)
+    return 0
 
 
 def _add_swap_options(p: argparse.ArgumentParser) -> None:
-    """Options `swap` and `video` share: which faces, which model, how to paste back."""
-    p.add_argument("--faces", default="all", help="all, indices (0,2; left to right), ref:IMAGE")
-    p.add_argument("--model", default="default", help=MODEL_HELP)
-    p.add_argument("--color-match", type=_unit, default=0.0, metavar="0..1", help=COLOR_HELP)
-    p.add_argument("--paste", choices=["face", "mask"], default="face", help=PASTE_HELP)
+    """Options `swap` and `video` share, generated from `SwapConfig` (faces, model, colour
+    match, paste, device), plus --config/--set for the same settings."""
+    from selfswap.config import add_config_arguments, add_dataclass_arguments
+    from selfswap.swap.options import SwapConfig
+
+    add_dataclass_arguments(p, SwapConfig)
+    add_config_arguments(p, "YAML/JSON file with swap settings (SwapConfig)", "color_match=0.5")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
@@ -297,8 +285,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", "-s", type=Path, action="append", required=True)
     p.add_argument("--target", "-t", type=Path, required=True, help="input video")
     p.add_argument("--output", "-o", type=Path, required=True, help=".mp4, .mov, .mkv, .m4v")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_swap_options(p)
     p.set_defaults(func=cmd_video)
+
+    from selfswap.config import add_config_arguments
+
+    p = sub.add_parser("serve", help="the web app: image, video, live webcam and provenance")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: this machine only)")  # fmt: skip
+    p.add_argument("--port", type=int, default=7860)
+    add_config_arguments(p, "YAML/JSON file with the web app's limits", "max_upload_mb=20")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("models", help="list, pull or verify model files")
     p.add_argument("action", choices=["list", "pull", "verify"])

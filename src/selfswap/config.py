@@ -219,3 +219,56 @@ def add_config_arguments(parser, config_help: str, example: str) -> None:
         metavar="KEY=VALUE",
         help=f"override a setting, e.g. {example} (repeatable)",
     )
+
+
+def _ranged(low: float, high: float):
+    import argparse
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = low - 1.0
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected a number from {low:g} to {high:g}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def add_dataclass_arguments(parser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One command-line flag for each field of dataclass `cls` whose metadata names a `flag`
+    (with its `help`, `choices` or `range`). The flags default to unset, so that
+    `config_from_args` can tell a flag given from one left at its default."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = f.metadata.get("flag")
+        if not flag or f.name in skip:
+            continue
+        kwargs: dict[str, Any] = {
+            "dest": f.name,
+            "default": None,
+            "help": f"{f.metadata.get('help', '')} (default: {f.default})",
+        }
+        if "choices" in f.metadata:
+            kwargs["choices"] = list(f.metadata["choices"])
+        elif "range" in f.metadata:
+            low, high = f.metadata["range"]
+            kwargs["type"], kwargs["metavar"] = _ranged(low, high), f"{low:g}..{high:g}"
+        elif hints[f.name] in (int, float):
+            kwargs["type"] = hints[f.name]
+        parser.add_argument(flag, **kwargs)
+
+
+def config_from_args(cls: type[T], args: Any) -> T:
+    """`cls` from its defaults, `args.config` (a file), `args.overrides` (`--set`), then the
+    flags `add_dataclass_arguments` added that were given (a flag wins over the file)."""
+    config = load_config(cls, getattr(args, "config", None), getattr(args, "overrides", None))
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)
+        if getattr(args, f.name, None) is not None
+    }
+    return from_dict(cls, {**to_dict(config), **given}) if given else config

@@ -1,0 +1,87 @@
+"""The swap options, declared once: `SwapConfig` is what `selfswap swap` / `video` take as
+flags (and from `--config FILE` / `--set key=value`), what `selfswap.api.Swapper` takes, and
+what the web app shows as controls. Each field's metadata carries its flag, help text and
+choices, so the three front ends are built from this one declaration and cannot drift."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from selfswap.errors import SelfswapError
+
+PASTE_CHOICES = ("face", "mask")
+
+MODEL_HELP = "default (shipped), an exported .safetensors file, or a training run folder"
+FACES_HELP = "all, indices (0,2; left to right), ref:IMAGE"
+COLOR_HELP = "pull the new face's colours towards the replaced face's (0 = off, 1 = full)"
+PASTE_HELP = "face: put back the face regions only (default); mask: all the model repainted"
+
+
+class SwapOptionError(SelfswapError, ValueError):
+    """An invalid swap option (a `ValueError` too, so config loading reports it as such)."""
+
+
+def _meta(flag: str, label: str, help: str, **extra: Any) -> dict[str, Any]:
+    return {"flag": flag, "label": label, "help": help, **extra}
+
+
+def parse_faces(spec: str) -> str | list[int]:
+    """`faces` text → "all", a list of indices, or "ref:IMAGE" unchanged (the image is read
+    by whoever holds the file). Raises `SelfswapError` for anything else."""
+    spec = spec.strip()
+    if spec == "all" or spec.startswith("ref:"):
+        return spec
+    try:
+        indices = [int(i) for i in spec.split(",")]
+    except ValueError:
+        indices = []
+    if not indices or any(i < 0 for i in indices):
+        raise SelfswapError(f"faces must be all, indices like 0,2, or ref:IMAGE, not {spec!r}.")
+    return indices
+
+
+@dataclass(frozen=True)
+class SwapConfig:
+    """How a swap is done. The model is loaded once per `Swapper`; the other fields may
+    differ from call to call."""
+
+    model: str = field(
+        default="default", metadata=_meta("--model", "Model", MODEL_HELP, per_model=True)
+    )
+    faces: str = field(default="all", metadata=_meta("--faces", "Faces to replace", FACES_HELP))
+    color_match: float = field(
+        default=0.0,
+        metadata=_meta("--color-match", "Colour match", COLOR_HELP, range=(0.0, 1.0)),
+    )
+    paste: str = field(
+        default="face",
+        metadata=_meta("--paste", "Paste back", PASTE_HELP, choices=PASTE_CHOICES, per_model=True),
+    )
+    device: str = field(
+        default="cpu", metadata=_meta("--device", "Device", "torch device, e.g. cpu or cuda")
+    )
+
+    def __post_init__(self) -> None:
+        if self.paste not in PASTE_CHOICES:
+            raise SwapOptionError(f"paste must be 'face' or 'mask', not {self.paste!r}.")
+        if not 0.0 <= float(self.color_match) <= 1.0:
+            raise SwapOptionError(f"color_match must be from 0 to 1, not {self.color_match!r}.")
+        try:
+            parse_faces(self.faces)
+        except SelfswapError as exc:
+            raise SwapOptionError(str(exc)) from None
+
+    def replace(self, **changes: Any) -> SwapConfig:
+        """A copy with some fields changed (checked like a new config)."""
+        return dataclasses.replace(self, **changes)
+
+    def model_key(self) -> tuple[str, str, str]:
+        """What the loaded model depends on: a `Swapper` with another key must be reloaded."""
+        return (self.model, self.paste, self.device)
+
+
+def swap_fields() -> list[dataclasses.Field]:
+    """The fields of `SwapConfig` with their metadata (flag, label, help, choices, range)."""
+    return list(dataclasses.fields(SwapConfig))

@@ -1,0 +1,1 @@
+"""The web app of `selfswap serve` (see `docs/web.md`)."""
