@@ -91,6 +91,29 @@ def test_bad_configs_are_refused():
         load_config(TrainConfig, None, ["loss.perceptual=1"]).validate()
 
 
+def test_precision_layout_and_compile_switches_parse():
+    cfg = load_config(
+        TrainConfig,
+        None,
+        ["precision=bf16", "bf16_parts=[generator,losses]", "channels_last=true", "compile=true"],
+    ).validate()
+    assert cfg.precision == "bf16" and cfg.bf16_parts == ("generator", "losses")
+    assert cfg.channels_last is True and cfg.compile is True
+    default = TrainConfig()
+    assert default.precision == "fp32" and not default.channels_last and not default.compile
+    # the CPU configs of one study share their numerics (bf16 networks, fp32 losses)
+    for path in TRAIN_CONFIGS:
+        shipped = load_config(TrainConfig, path).validate()
+        assert shipped.precision == "bf16" and "losses" not in shipped.bf16_parts, path.name
+        assert not shipped.channels_last and not shipped.compile, path.name
+    with pytest.raises(ConfigError, match="precision"):
+        load_config(TrainConfig, None, ["precision=fp16"]).validate()
+    with pytest.raises(ConfigError, match="bf16_parts"):
+        load_config(TrainConfig, None, ["bf16_parts=[generator,optimizer]"]).validate()
+    with pytest.raises(ConfigError):
+        load_config(TrainConfig, None, ["channels_last=maybe"]).validate()
+
+
 def test_sampler_resumes_and_shards():
     pool = np.arange(10)
     full = ResumableSampler(pool, 3, seed=1)
@@ -178,6 +201,82 @@ def test_resume_continues_exactly_and_writes_outputs(faces, tmp_path):
     records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert {"l1", "ms_ssim", "id", "d", "g_adv", "fm", "samples_per_s"} <= records[-1].keys()
+
+
+def _first_step_dtypes(trainer: Trainer) -> dict[str, object]:
+    """Output dtypes of the networks and the memory format of the generator's stem output
+    during one training step."""
+    seen: dict[str, object] = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            out = output[0][0] if isinstance(output, list) else output
+            seen.setdefault(name, out.dtype)
+            if name == "stem":
+                seen["stem_nhwc"] = out.is_contiguous(memory_format=torch.channels_last)
+
+        return hook
+
+    trainer.gside.generator.register_forward_hook(record("generator"))
+    trainer.gside.generator.stem.register_forward_hook(record("stem"))
+    trainer.disc.register_forward_hook(record("discriminator"))
+    trainer.idnet.register_forward_hook(record("identity"))
+    logs = trainer.train_step(next(iter(trainer.loader())))
+    assert all(np.isfinite(v) for v in logs.values()), logs
+    return seen
+
+
+def test_bf16_and_channels_last_reach_the_step(faces, tmp_path):
+    fp32 = _first_step_dtypes(Trainer(tiny(faces, tmp_path / "a"), log=quiet))
+    assert fp32["generator"] == fp32["discriminator"] == fp32["identity"] == torch.float32
+    assert not fp32["stem_nhwc"]
+    cfg = tiny(faces, tmp_path / "b", "precision=bf16", "channels_last=true")
+    trainer = Trainer(cfg, log=quiet)
+    bf16 = _first_step_dtypes(trainer)
+    assert bf16["generator"] == bf16["discriminator"] == bf16["identity"] == torch.bfloat16
+    assert bf16["stem_nhwc"]
+    assert all(p.dtype == torch.float32 for p in trainer.gside.parameters())
+    only_g = tiny(faces, tmp_path / "c", "precision=bf16", "bf16_parts=[generator]")
+    parts = _first_step_dtypes(Trainer(only_g, log=quiet))
+    assert parts["generator"] == torch.bfloat16
+    assert parts["discriminator"] == parts["identity"] == torch.float32
+
+
+def test_bf16_channels_last_checkpoints_are_fp32_and_resume_exactly(faces, tmp_path):
+    common = [
+        "steps=4",
+        "checkpoint.every=2",
+        "loss.identity_fraction=0.5",
+        "precision=bf16",
+        "channels_last=true",
+    ]
+    straight = train(tiny(faces, tmp_path / "a", *common), log=quiet)
+    weights, state, _ = load_checkpoint(tmp_path / "a/checkpoints/step-00000002")
+    assert weights and all(v.dtype == torch.float32 for v in weights.values())
+    exp_avg = [s["exp_avg"] for s in state["opt_g"]["state"].values()]
+    assert exp_avg and all(v.dtype == torch.float32 for v in exp_avg)
+    records = [json.loads(x) for x in (tmp_path / "a/log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(v) for r in records for v in r.values() if isinstance(v, float))
+    train(tiny(faces, tmp_path / "b", *common), stop_at=2, log=quiet)
+    resumed = train(tiny(faces, tmp_path / "b", *common), resume=True, log=quiet)
+    a, b = params(straight), params(resumed)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    # a bf16 checkpoint continues in fp32 (and the other way round): only speed changes
+    fp32 = Trainer(tiny(faces, tmp_path / "b", *common[:3]), log=quiet)
+    assert fp32.resume() and fp32.step == 4
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_eager(faces, tmp_path):
+    """`compile: true` trains the same weights as eager, to float tolerance (compiling takes
+    minutes on a loaded 2-core machine)."""
+    common = ["steps=2", "loss.identity_fraction=0.5"]
+    eager = train(tiny(faces, tmp_path / "a", *common), log=quiet)
+    compiled = train(tiny(faces, tmp_path / "b", *common, "compile=true"), log=quiet)
+    a, b = params(eager), params(compiled)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
 
 
 def test_corrupt_checkpoint_is_refused_and_the_previous_one_used(faces, tmp_path):

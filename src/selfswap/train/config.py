@@ -19,6 +19,8 @@ from selfswap.samae.config import SamaeConfig
 
 MODES = ("samae", "seesaw")
 PRECISIONS = ("fp32", "bf16")
+#: parts of a training step that `precision: bf16` may run under bf16 autocast
+BF16_PARTS = ("generator", "discriminator", "identity", "losses")
 
 
 @dataclass
@@ -78,7 +80,15 @@ class TrainConfig:
     steps: int = 20000
     batch_size: int = 8  # per process
     ema_decay: float = 0.999
-    precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA only)
+    # fp32 | bf16: bf16 autocast (CPUs with AVX-512 BF16 / AMX, or CUDA) over `bf16_parts`;
+    # weights, optimizer state, EMA and checkpoints stay fp32 (benchmarks/results/
+    # train_throughput.md)
+    precision: str = "fp32"
+    # what runs under bf16 autocast: generator (+ appearance encoder), discriminator,
+    # identity (the frozen dlib ResNet), losses (MS-SSIM etc.; fp32 unless listed)
+    bf16_parts: tuple[str, ...] = ("generator", "discriminator", "identity")
+    channels_last: bool = False  # networks and batches in NHWC memory format
+    compile: bool = False  # torch.compile the generator side and discriminator (inductor)
     out: str = "runs/samae-128"
     log_every: int = 10
     sample_every: int = 500
@@ -99,6 +109,9 @@ class TrainConfig:
             raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}.")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        unknown = [p for p in self.bf16_parts if p not in BF16_PARTS]
+        if unknown:
+            raise ConfigError(f"bf16_parts must be among {BF16_PARTS}, got {unknown}.")
         if self.optim.schedule not in ("cosine", "constant"):
             raise ConfigError("optim.schedule must be cosine or constant.")
         levels = len(self.generator.channels) - 1

@@ -105,6 +105,18 @@ def setup_distributed() -> Context:
     return Context(rank, world, local, device, here)
 
 
+def cpu_has_native_bf16() -> bool | None:
+    """Whether the CPU computes bf16 natively (`avx512_bf16` or `amx_bf16` in
+    /proc/cpuinfo); None where that cannot be told (not Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    words = set(flags.split())
+    return "avx512_bf16" in words or "amx_bf16" in words
+
+
 def _step_generator(seed: int, step: int, rank: int, salt: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(int(np.random.SeedSequence([seed, step, rank, salt]).generate_state(1)[0]))
@@ -205,6 +217,12 @@ class Trainer:
             torch.set_num_threads(config.threads)
         if not config.data.root:
             raise SelfswapError("no training data: set data.root (or pass --data DIR).")
+        cpu_bf16 = config.precision == "bf16" and self.device.type == "cpu"
+        if cpu_bf16 and cpu_has_native_bf16() is False:
+            self.log(
+                "warning: precision bf16 on a CPU without AVX-512 BF16 / AMX: bf16 is "
+                "emulated and slower than fp32 here; consider --set precision=fp32."
+            )
         self.faces = FaceDataset(config.data.root, size=config.size)
         self.train_rows, self.held_rows = split_faces(
             self.faces.identity, config.data.held_out, config.seed
@@ -234,12 +252,25 @@ class Trainer:
         )
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lr_lambda(config))
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lr_lambda(config))
+        if config.channels_last:  # parameters stay fp32; only their layout changes
+            for module in (self.gside, self.ema, self.disc, self.idnet):
+                if module is not None:
+                    module.to(memory_format=torch.channels_last)
         self.g_model: nn.Module = self.gside
         self.d_model: nn.Module = self.disc
         if self.ctx.world > 1:
             ids = [self.ctx.local_rank] if dev.type == "cuda" else None
             self.g_model = nn.parallel.DistributedDataParallel(self.gside, device_ids=ids)
             self.d_model = nn.parallel.DistributedDataParallel(self.disc, device_ids=ids)
+        #: the discriminator as the generator's losses call it (no DDP gradient sync there)
+        self.d_fwd: nn.Module = self.disc
+        self.id_fwd: nn.Module | None = self.idnet
+        if config.compile:  # compiled on first use; weights and state dicts are unchanged
+            self.g_model = torch.compile(self.g_model)
+            self.d_model = torch.compile(self.d_model)
+            self.d_fwd = torch.compile(self.disc)
+            if self.idnet is not None:
+                self.id_fwd = torch.compile(self.idnet)
         self.step = 0
         self.best = math.inf
         self.preview = None
@@ -315,10 +346,17 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------------
 
-    def _autocast(self):
-        if self.device.type == "cuda" and self.config.precision == "bf16":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+    def _autocast(self, part: str):
+        """bf16 autocast for `part` (one of `BF16_PARTS`) when the config asks for it."""
+        cfg = self.config
+        if cfg.precision == "bf16" and part in cfg.bf16_parts:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def _mark(self, name: str | None = None) -> None:
         if self.timings is None:
@@ -334,7 +372,7 @@ class Trainer:
         cfg, lw = self.config, self.config.loss
         self._mark()
         dev = self.device
-        b = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+        b = {k: self._layout(v.to(dev, non_blocking=True)) for k, v in batch.items()}
         image, mask = b["image"], b["mask"]
         seesaw = cfg.mode == "seesaw"
         z_id = b["source_embedding"] if seesaw else b["embedding"]
@@ -342,7 +380,7 @@ class Trainer:
         logs: dict[str, float] = {}
         use_gan = lw.gan > 0 and self.step >= lw.gan_start
         self.gside.train()
-        with self._autocast():
+        with self._autocast("generator"):
             raw = self.g_model(
                 image,
                 mask,
@@ -359,13 +397,14 @@ class Trainer:
         real_features = None
         if use_gan:  # discriminator step on the detached composite
             self.disc.requires_grad_(True)
-            with self._autocast():
+            with self._autocast("discriminator"):
                 outs = self.d_model(torch.cat([image, fake.detach()]), torch.cat([mask, mask]))
             n = image.shape[0]
             real_logits = [o[0][:n].float() for o in outs]
             fake_logits = [o[0][n:].float() for o in outs]
             real_features = [[f[:n].detach().float() for f in o[1]] for o in outs]
-            loss_d = losses.hinge_discriminator_loss(real_logits, fake_logits)
+            with self._autocast("losses"):
+                loss_d = losses.hinge_discriminator_loss(real_logits, fake_logits)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             if cfg.optim.grad_clip:
@@ -386,42 +425,45 @@ class Trainer:
         else:
             keep = torch.ones(image.shape[0], dtype=torch.bool, device=dev)
         if keep.any():
-            weight = 1 + lw.l1_mask_boost * mask
-            l1 = ((raw - image).abs() * weight).mean(dim=(1, 2, 3)) / weight.mean(dim=(1, 2, 3))
-            l1 = l1[keep].mean()
-            total = total + lw.l1 * l1
-            logs["l1"] = float(l1.detach())
-            if lw.ms_ssim:
-                structural = 1 - losses.ms_ssim(fake[keep], image[keep])
-                total = total + lw.ms_ssim * structural
-                logs["ms_ssim"] = float(structural.detach())
+            with self._autocast("losses"):
+                weight = 1 + lw.l1_mask_boost * mask
+                l1 = ((raw - image).abs() * weight).mean(dim=(1, 2, 3))
+                l1 = (l1 / weight.mean(dim=(1, 2, 3)))[keep].mean()
+                total = total + lw.l1 * l1
+                logs["l1"] = float(l1.detach())
+                if lw.ms_ssim:
+                    structural = 1 - losses.ms_ssim(fake[keep], image[keep])
+                    total = total + lw.ms_ssim * structural
+                    logs["ms_ssim"] = float(structural.detach())
         self._mark("recon_loss")
         if self.idnet is not None:
             rows = self._identity_rows(keep, seesaw, gen)
             if len(rows):
                 from selfswap.face.identity import extract_chips
 
-                with self._autocast():
-                    chips = extract_chips(fake[rows], b["landmarks5"][rows])
-                    emb = self.idnet(chips).float()
-                loss_id = losses.identity_loss(emb, z_id[rows])
+                with self._autocast("identity"):
+                    chips = self._layout(extract_chips(fake[rows], b["landmarks5"][rows]))
+                    emb = self.id_fwd(chips).float()
+                with self._autocast("losses"):
+                    loss_id = losses.identity_loss(emb, z_id[rows])
                 total = total + lw.identity * loss_id
                 logs["id"] = float(loss_id.detach())
             self._mark("id_forward")
         if use_gan:
             self.disc.requires_grad_(False)
-            with self._autocast():
-                outs = self.disc(fake, mask)  # unwrapped: no gradient sync for D here
-            loss_adv = losses.hinge_generator_loss([o[0].float() for o in outs])
-            total = total + lw.gan * loss_adv
-            logs["g_adv"] = float(loss_adv.detach())
-            if keep.any() and lw.feature_matching:  # a reconstruction term: same rows only
-                loss_fm = losses.feature_matching_loss(
-                    [[f[keep] for f in scale] for scale in real_features],
-                    [[f[keep].float() for f in o[1]] for o in outs],
-                )
-                total = total + lw.feature_matching * loss_fm
-                logs["fm"] = float(loss_fm.detach())
+            with self._autocast("discriminator"):
+                outs = self.d_fwd(fake, mask)  # unwrapped: no gradient sync for D here
+            with self._autocast("losses"):
+                loss_adv = losses.hinge_generator_loss([o[0].float() for o in outs])
+                total = total + lw.gan * loss_adv
+                logs["g_adv"] = float(loss_adv.detach())
+                if keep.any() and lw.feature_matching:  # a reconstruction term: same rows
+                    loss_fm = losses.feature_matching_loss(
+                        [[f[keep] for f in scale] for scale in real_features],
+                        [[f[keep].float() for f in o[1]] for o in outs],
+                    )
+                    total = total + lw.feature_matching * loss_fm
+                    logs["fm"] = float(loss_fm.detach())
             self.disc.requires_grad_(True)
             self._mark("g_adv_forward")
         self.opt_g.zero_grad(set_to_none=True)
