@@ -43,6 +43,9 @@ class SourceIdentity:
     shape: np.ndarray  # (40,)
     photos: int = 1
     notes: list[str] = field(default_factory=list)
+    # the photo whose pixels texture the swap (the most frontal source face) and that face
+    texture_photo: np.ndarray | None = None
+    texture_face: Face | None = None
 
 
 @dataclass
@@ -144,7 +147,7 @@ class FaceSwapper:
     def source_identity(self, sources: list) -> SourceIdentity:
         """Identity and shape of the source person from one or more photos (the largest face
         of each; a note says when a photo held several)."""
-        embeddings, shapes, notes = [], [], []
+        embeddings, shapes, notes, found = [], [], [], []
         for i, source in enumerate(sources):
             faces = self.analyzer.analyze(source)
             if not faces:
@@ -154,9 +157,27 @@ class FaceSwapper:
             face = _largest(faces)
             embeddings.append(face.embedding)
             shapes.append(face.shape)
+            found.append((abs(face.yaw) + abs(face.pitch), i, face))
+        _, frontal, face = min(found, key=lambda f: f[:2])
         return SourceIdentity(
-            np.mean(embeddings, axis=0), np.mean(shapes, axis=0), len(sources), notes
-        )
+            np.mean(embeddings, axis=0), np.mean(shapes, axis=0), len(sources), notes,
+            as_rgb_array(sources[frontal]), face,
+        )  # fmt: skip
+
+    def source_texture(
+        self, source: SourceIdentity, geometry, count: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The source photo's pixels on the swap geometry (posed in the target crops) and
+        their visibility, `(count, 3, R, R)` and `(count, 1, R, R)` (see
+        `selfswap.geometry.texture`)."""
+        from selfswap.geometry.mesh import face_geometry
+        from selfswap.geometry.texture import render_source_texture
+
+        if source.texture_photo is None or source.texture_face is None:
+            raise SelfswapError("This model needs a source photo to take the face's pixels from.")
+        photos = [source.texture_photo] * count
+        posed = face_geometry([source.texture_face] * count)
+        return render_source_texture(self.masks.renderer, photos, posed, geometry)
 
     def swap_faces(
         self, target_rgb: np.ndarray, faces: list[Face], source: SourceIdentity
@@ -185,11 +206,21 @@ class FaceSwapper:
         z_id = tensor(np.repeat(source.embedding[None], len(faces), axis=0))
         # the generator sees the crop at an exposure it was trained on; its face is scaled back
         gain = tensor(exposure_gains(crops, swap.target_region))[:, None, None, None]
+        extra = {}
+        if self.config.generator.source_texture:
+            painted = Geometry(
+                np.repeat(source.shape[None].astype(np.float32), len(faces), axis=0),
+                geometry.expression,
+                geometry.camera,
+            )
+            texture, visibility = self.source_texture(source, painted, len(faces))
+            extra = {"texture": tensor(texture), "visibility": tensor(visibility)}
         with torch.no_grad():
             raw = self.model(
                 (image * gain).clamp(0, 1), mask, tensor(swap.normals),
                 tensor(swap.silhouette), tensor(swap.target_region), z_id,
                 masked=self.config.mode != "seesaw",  # seesaw models see the whole target
+                **extra,
             ).float()  # fmt: skip
             if not bool(torch.isfinite(raw).all()):
                 raise ModelOutputError(

@@ -29,6 +29,9 @@ class DataConfig:
     held_out: int = 4  # faces kept out of training for the sample grid and `best`
     num_workers: int = 0  # DataLoader workers (spawned: the renderer is not fork-safe)
     seesaw_same: float = 0.5  # seesaw: share of samples whose source is the target itself
+    # with generator.source_texture: share of samples whose texture and identity code come
+    # from another photo of the same person (the rest: the target's own photo, jittered)
+    cross_photo: float = 0.5
 
 
 @dataclass

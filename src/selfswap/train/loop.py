@@ -46,9 +46,11 @@ class GeneratorSide(nn.Module):
     """Generator + appearance encoder: what one DDP wrapper synchronises.
 
     `forward(image, mask, normals, silhouette, face_region, z_id, masked=True,
-    generator=None) -> raw output (B,3,R,R)`; `masked=False` shows the generator the
-    whole image (seesaw); the appearance code is taken from the face pixels of `image`
-    (`app_image` if given, e.g. the target at swap time).
+    generator=None, texture=None, visibility=None) -> raw output (B,3,R,R)`;
+    `masked=False` shows the generator the whole image (seesaw); the appearance code is
+    taken from the face pixels of `image`. A generator with `source_texture` also takes
+    the source's pixels on the painted geometry `texture (B,3,R,R)` and their
+    `visibility (B,1,R,R)` (`selfswap.geometry.texture`).
     """
 
     def __init__(self, config: TrainConfig) -> None:
@@ -68,12 +70,19 @@ class GeneratorSide(nn.Module):
         z_id: torch.Tensor,
         masked: bool = True,
         generator: torch.Generator | None = None,
+        texture: torch.Tensor | None = None,
+        visibility: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if self.generator.config.source_texture and texture is None:
+            raise ValueError("this generator takes the source texture: pass texture, visibility")
+        if not self.generator.config.source_texture:
+            texture = visibility = None
         z_app = None
         if self.appearance is not None:
             z_app = self.appearance(image, face_region, generator=generator)
         shown = mask if masked else torch.zeros_like(mask)
-        return self.generator(compose_guidance(image, shown, normals, silhouette), z_id, z_app)
+        guidance = compose_guidance(image, shown, normals, silhouette, texture, visibility)
+        return self.generator(guidance, z_id, z_app)
 
 
 @dataclass
@@ -188,6 +197,20 @@ def preview_batch(faces: FaceDataset, rows: np.ndarray, config: TrainConfig) -> 
     batch["swap_mask"] = stack(swap, "mask")
     batch["swap_source"] = torch.as_tensor(sources)
     batch["swap_embedding"] = batch["embedding"][batch["swap_source"]]
+    if config.generator.source_texture:
+        from selfswap.geometry.mesh import Geometry
+        from selfswap.geometry.texture import render_source_texture
+
+        renderer = renderer_for(faces.size)
+        mine = Geometry(*(batch[k].numpy() for k in ("shape", "expression", "camera")))
+        theirs = Geometry(*(batch[k].numpy()[sources] for k in ("shape", "expression", "camera")))
+        painted = Geometry(theirs.shape, mine.expression, mine.camera)
+        own_tex = render_source_texture(renderer, batch["image"], mine, mine, as_tensor=True)
+        swap_tex = render_source_texture(
+            renderer, batch["image"][sources], theirs, painted, as_tensor=True
+        )
+        batch["texture"], batch["visibility"] = own_tex
+        batch["swap_texture"], batch["swap_visibility"] = swap_tex
     return batch
 
 
@@ -232,7 +255,14 @@ class Trainer:
             samae.scaling.enabled = False
             samae.perforation.enabled = False
         self.dataset = MaskedFaces(
-            self.faces, samae, config.seed, config.mode, config.data.seesaw_same, self.train_rows
+            self.faces,
+            samae,
+            config.seed,
+            config.mode,
+            config.data.seesaw_same,
+            self.train_rows,
+            source_texture=config.generator.source_texture,
+            cross_photo=config.data.cross_photo,
         )
         dev = self.device
         self.gside = GeneratorSide(config).to(dev)
@@ -375,7 +405,9 @@ class Trainer:
         b = {k: self._layout(v.to(dev, non_blocking=True)) for k, v in batch.items()}
         image, mask = b["image"], b["mask"]
         seesaw = cfg.mode == "seesaw"
-        z_id = b["source_embedding"] if seesaw else b["embedding"]
+        textured = cfg.generator.source_texture
+        z_id = b["source_embedding"] if seesaw or textured else b["embedding"]
+        extra = {"texture": b["texture"], "visibility": b["visibility"]} if textured else {}
         gen = _step_generator(cfg.seed, self.step, self.ctx.rank, 1)
         logs: dict[str, float] = {}
         use_gan = lw.gan > 0 and self.step >= lw.gan_start
@@ -390,6 +422,7 @@ class Trainer:
                 z_id,
                 masked=not seesaw,
                 generator=gen,
+                **extra,
             ).float()
         fake = composite(raw, image, mask)
         self._mark("g_forward")
@@ -511,6 +544,7 @@ class Trainer:
         t = {k: v.to(dev) for k, v in p.items()}
         seesaw = self.config.mode == "seesaw"
         model.eval()
+        textured = "texture" in t
         own = model(
             t["image"],
             t["mask"],
@@ -519,6 +553,7 @@ class Trainer:
             t["face_region"],
             t["embedding"],
             masked=not seesaw,
+            **({"texture": t["texture"], "visibility": t["visibility"]} if textured else {}),
         ).float()
         swap_mask = t["swap_mask"]
         swap = model(
@@ -529,6 +564,11 @@ class Trainer:
             t["face_region"],
             t["swap_embedding"],
             masked=not seesaw,
+            **(
+                {"texture": t["swap_texture"], "visibility": t["swap_visibility"]}
+                if textured
+                else {}
+            ),
         ).float()
         return {
             "target": t["image"],
