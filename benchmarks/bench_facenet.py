@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 import torch
 
+from bench_identity import best_time  # benchmarks/ is on the path when run as a script
 from selfswap.face.facenet import (
     FaceNetEncoder,
     extract_box_crops,
@@ -46,16 +47,6 @@ from selfswap.models import model_path
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def _time(fn, repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def bench_speed(repeats: int) -> None:
     enc = FaceNetEncoder.load_default()
     net = cv2.dnn.readNetFromTensorflow(str(model_path("facenet_casia")))
@@ -63,14 +54,14 @@ def bench_speed(repeats: int) -> None:
     for b in (1, 8):
         x = torch.rand(b, 3, 160, 160)
         with torch.no_grad():
-            t = _time(lambda x=x: enc(x), repeats)
+            t = best_time(lambda x=x: enc(x), repeats)
         print(f"torch forward, batch {b}            : {1000 * t / b:7.1f} ms/face")
 
         def fwd_bwd(x=x) -> None:
             xi = x.clone().requires_grad_(True)
             enc(xi).sum().backward()
 
-        t = _time(fwd_bwd, repeats)
+        t = best_time(fwd_bwd, repeats)
         print(f"torch forward+backward, batch {b}   : {1000 * t / b:7.1f} ms/face")
     x1 = standardize(torch.rand(1, 3, 160, 160)).numpy()
 
@@ -78,7 +69,7 @@ def bench_speed(repeats: int) -> None:
         net.setInput(x1)
         net.forward()
 
-    print(f"cv2.dnn forward, batch 1          : {1000 * _time(run_cv2, repeats):7.1f} ms/face")
+    print(f"cv2.dnn forward, batch 1          : {1000 * best_time(run_cv2, repeats):7.1f} ms/face")
 
 
 def _mtcnn(mtcnn_dir: str):

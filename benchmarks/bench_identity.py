@@ -36,7 +36,8 @@ def test_image() -> np.ndarray:
     return canvas
 
 
-def _time(fn, repeats: int) -> float:
+def best_time(fn, repeats: int) -> float:
+    """Best wall time in seconds of `repeats` calls of `fn`, after one warm-up call."""
     fn()  # warm-up
     best = float("inf")
     for _ in range(repeats):
@@ -53,14 +54,14 @@ def bench_speed(repeats: int) -> None:
     assert lm is not None, "no face in the benchmark image"
     _ = enc.net  # load outside the timing
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, image 640x480")
-    t = _time(lambda: enc.embed_dlib(img, lm), repeats)
+    t = best_time(lambda: enc.embed_dlib(img, lm), repeats)
     print(f"dlib compute_face_descriptor        : {1000 * t:7.1f} ms/face")
     for b in (1, 16):
-        t = _time(lambda b=b: enc.embed([img] * b, [lm] * b), repeats)
+        t = best_time(lambda b=b: enc.embed([img] * b, [lm] * b), repeats)
         print(f"torch port, batch {b:2d} (chip + net)  : {1000 * t / b:7.1f} ms/face")
     chips = enc.chips(img, [lm]).repeat(16, 1, 1, 1)
     with torch.no_grad():
-        t = _time(lambda: enc.net(chips), repeats)
+        t = best_time(lambda: enc.net(chips), repeats)
     print(f"torch port, batch 16 (net only)     : {1000 * t / 16:7.1f} ms/face")
 
 

@@ -99,3 +99,17 @@ def tiny_train_config(faces: Path, out: Path, *overrides: str):
     from selfswap.train.config import TrainConfig
 
     return load_config(TrainConfig, None, base + list(overrides)).validate()
+
+
+def png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header declares width x height but carries almost no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 16)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat))

@@ -25,25 +25,12 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from conftest import png_header_only
 from selfswap.models.registry import expected_path
 from selfswap.samples import sample_path
 from selfswap.swap import bundle
 
 SLOW = pytest.mark.slow
-
-
-def _png_header_only(path: Path, width: int, height: int) -> None:
-    """A PNG whose header declares width x height but carries almost no pixel data."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 16)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat))
 
 
 def _audio_only_mp4(path: Path) -> None:
@@ -115,7 +102,7 @@ def work(tmp_path_factory) -> Path:
     (w / "folder.png").mkdir()
     (w / "folder.mp4").mkdir()
     (w / "afile").write_text("a regular file, not a folder")
-    _png_header_only(w / "huge.png", 100_000, 100_000)
+    png_header_only(w / "huge.png", 100_000, 100_000)
     (w / "noise.mp4").write_bytes(bytes(range(256)) * 40)
     (w / "empty.mp4").write_bytes(b"")
     _audio_only_mp4(w / "audio.mp4")

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import png_header_only
 from selfswap.errors import ImageError
 from selfswap.io.images import as_rgb_array, load_image, save_image
-
-
-def _png_header_only(path, width: int, height: int) -> None:
-    """A PNG whose header declares width x height but carries almost no pixel data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 16)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat))
 
 
 def test_rgb_roundtrip_png(tmp_path, astronaut):
@@ -67,7 +53,7 @@ def test_one_pixel_image(tmp_path):
 
 def test_huge_png_is_refused_without_decoding(tmp_path):
     path = tmp_path / "huge.png"
-    _png_header_only(path, 20000, 20000)
+    png_header_only(path, 20000, 20000)
     with pytest.raises(ImageError, match="20000x20000.*limit"):
         load_image(path)
 
