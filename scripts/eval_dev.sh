@@ -11,7 +11,8 @@
 # reports, metrics.json, charts and the public-domain sheets to docs/results/dev-lfw and
 # docs/results/dev-wild; the dataset contact sheets (16 pairs each) stay beside the
 # records in $SELFSWAP_HOME/eval/dev-*/sheet.jpg (dataset pixels are never published).
-# SETS="lfw" or SETS="wild" runs one set; LIMIT=N evaluates the first N pairs only.
+# SETS="lfw" or SETS="wild" runs one set; LIMIT=N evaluates the first N pairs only;
+# NAME=study writes to .../study-lfw, .../study-wild instead of dev-lfw, dev-wild.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-default}
@@ -32,11 +33,11 @@ for set in $SETS; do
           title="selfswap on in-the-wild photos (celeba-wild-dev, 300 pairs) and real clips" ;;
     *) echo "unknown set $set (lfw, wild)"; exit 2 ;;
   esac
-  out=$HOME_DIR/eval/dev-$set
+  out=$HOME_DIR/eval/${NAME:-dev}-$set
   "$SELFSWAP" eval --pairs "$pairs" --out "$out" --baselines no-swap,poisson \
     --method "$LABEL=$MODEL" "${extra[@]}" "${limit[@]}" "${video[@]}" --sheet 16 \
     --reference "$LABEL" --title "$title"
-  dest=docs/results/dev-$set
+  dest=docs/results/${NAME:-dev}-$set
   mkdir -p "$dest"
   cp "$out"/report.md "$out"/metrics.json "$out"/charts.png "$out"/samples.png \
      "$out"/sheet-public-domain.jpg "$dest"/
