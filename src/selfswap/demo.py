@@ -28,6 +28,8 @@ class DemoSwap:
     to_source: float  # identity similarity of the swap to the source photo
     to_target: float  # ... and to the target photo
     before: float  # similarity of the unswapped target to the source
+    # the same three by SFace, the independent judge that never enters training
+    judged: tuple[float, float, float] = (float("nan"),) * 3
 
     @property
     def moved_towards_source(self) -> bool:
@@ -35,19 +37,30 @@ class DemoSwap:
 
 
 def run_swaps(swapper: Swapper) -> list[DemoSwap]:
+    from selfswap.eval.judge import SFaceJudge
+
+    judge = SFaceJudge()
     people = {"Grace Hopper": grace_hopper(), "astronaut": astronaut()}
     embeddings = {name: swapper.embedding(image) for name, image in people.items()}
+    judged = {name: judge.embedding(image) for name, image in people.items()}
     swaps = []
     for source_name, target_name in (("Grace Hopper", "astronaut"), ("astronaut", "Grace Hopper")):
         source, target = people[source_name], people[target_name]
         result = swapper.swap_image(source, target)
         e_swap = swapper.embedding(result.image)
+        j_swap = judge.embedding(result.image)
+        sface = (
+            identity_similarity(j_swap, judged[source_name]),
+            identity_similarity(j_swap, judged[target_name]),
+            identity_similarity(judged[target_name], judged[source_name]),
+        ) if j_swap is not None else (float("nan"),) * 3  # fmt: skip
         swaps.append(
             DemoSwap(
                 source_name, target_name, source, target, result.image,
                 identity_similarity(e_swap, embeddings[source_name]),
                 identity_similarity(e_swap, embeddings[target_name]),
                 identity_similarity(embeddings[target_name], embeddings[source_name]),
+                sface,
             )
         )  # fmt: skip
     return swaps
@@ -97,6 +110,15 @@ def report(swaps: list[DemoSwap]) -> str:
             f"  {s.source_name} -> {s.target_name}: swap vs source {s.to_source:.3f}, "
             f"swap vs target {s.to_target:.3f}; unswapped target vs source {s.before:.3f} "
             f"({verdict} the source than the unswapped target)"
+        )
+    lines.append(
+        "by SFace, an independent judge that never enters training (same person above 0.363):"
+    )
+    for s in swaps:
+        to_source, to_target, before = s.judged
+        lines.append(
+            f"  {s.source_name} -> {s.target_name}: swap vs source {to_source:.3f}, "
+            f"swap vs target {to_target:.3f}; unswapped target vs source {before:.3f}"
         )
     return "\n".join(lines)
 
