@@ -3,8 +3,8 @@
 # batch 8, seed 0, the same prepared data), then judged by scripts/eval_dev.sh (SFace,
 # sharpness and seam at full size on LFW and the in-the-wild set, real clips) with paired
 # differences against today's SAMAE. Resumable and shareable: run it again, or in a second
-# shell to use the second core, and it picks the next unfinished arm. A stale lock left by
-# a killed runner: remove OUT/NAME.lock.
+# shell to use the second core, and it picks the next unfinished arm (an arm is held with
+# flock on OUT/NAME.lock, released when its runner ends, however it ends).
 #
 #   scripts/quality_study.sh DATA_DIR [OUT_DIR] [STEPS]
 #   e.g. scripts/quality_study.sh ~/.cache/selfswap/datasets/lfw_train
@@ -19,15 +19,16 @@ mkdir -p "$OUT"
 for name in $ARMS; do
   run="$OUT/$name"
   [ -e "$run/DONE" ] && continue
-  mkdir "$run.lock" 2>/dev/null || continue # another runner has it
-  trap 'rmdir "$run.lock"' EXIT
+  [ -d "$run.lock" ] && rmdir "$run.lock" # a lock folder of the first version of this script
+  exec {lock}>"$run.lock"
+  flock -n "$lock" || { exec {lock}>&-; continue; } # another runner has it
   resume=""; [ -e "$run/config.yaml" ] && resume="--resume"
   echo "$(date -u +%H:%M:%S) training $name for $STEPS steps"
   .venv/bin/selfswap train --config "configs/$name.yaml" --data "$DATA" --out "$run" $resume \
     --set steps="$STEPS" --set threads=1 --set checkpoint.every=200 --set sample_every=500 \
     --set progress=false >> "$run.log" 2>&1
   touch "$run/DONE"
-  rmdir "$run.lock"; trap - EXIT
+  exec {lock}>&-
   echo "$(date -u +%H:%M:%S) finished $name"
 done
 [ "${EVAL:-1}" = 1 ] || exit 0
