@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from selfswap.errors import NoFaceError, SelfswapError
 from selfswap.eval import metrics
-from selfswap.eval.judge import SAME_PERSON, SFaceJudge
+from selfswap.eval.judge import SAME_PERSON, SFaceJudge, pick_face
 from selfswap.eval.methods import SwapMethod
 from selfswap.face.analyzer import AnalyzerConfig, FaceAnalyzer
 from selfswap.face.identity import IdentityEncoder
@@ -111,14 +111,9 @@ class Describer:
 
     def __call__(self, image: np.ndarray, near: np.ndarray | None = None) -> Description | None:
         """The face nearest the centre of box `near` (else the largest face), or None."""
-        faces = self.analyzer.analyze(image)
-        if not faces:
+        face = pick_face(self.analyzer.analyze(image), near)
+        if face is None:
             return None
-        if near is None:
-            face = max(faces, key=lambda f: f.width)
-        else:
-            center = near.reshape(2, 2).mean(0)
-            face = min(faces, key=lambda f: np.abs(f.box.reshape(2, 2).mean(0) - center).sum())
         shape_std, expression_std = self.analyzer.tddfa.coefficient_std()
         judged = self.judge.describe(image, face.box)
         return Description(

@@ -178,6 +178,17 @@ class YuNet:
         return sorted(faces, key=lambda f: f.width, reverse=True)
 
 
+def pick_face(faces: list, near: np.ndarray | None = None):
+    """Of faces with a `box` (x0, y0, x1, y1) and a `width`: the one whose box centre is
+    nearest (L1) the centre of box `near`, else the widest; None for no faces."""
+    if not faces:
+        return None
+    if near is None:
+        return max(faces, key=lambda f: f.width)
+    center = np.asarray(near, float).reshape(2, 2).mean(0)
+    return min(faces, key=lambda f: np.abs(np.asarray(f.box).reshape(2, 2).mean(0) - center).sum())
+
+
 class SFaceJudge:
     """YuNet + SFace: `describe(image)` gives the judged face (largest, or the one nearest a
     given box) with its embedding."""
@@ -187,14 +198,9 @@ class SFaceJudge:
 
     def describe(self, image_rgb: np.ndarray, near: np.ndarray | None = None) -> JudgedFace | None:
         image = as_rgb_uint8(image_rgb)
-        faces = self.detector.detect(image)
-        if not faces:
+        face = pick_face(self.detector.detect(image), near)
+        if face is None:
             return None
-        if near is None:
-            face = faces[0]
-        else:
-            center = np.asarray(near, float).reshape(2, 2).mean(0)
-            face = min(faces, key=lambda f: np.abs(f.box.reshape(2, 2).mean(0) - center).sum())
         face.embedding = sface_embeddings(align_112(image, face.landmarks5)[None])[0]
         return face
 

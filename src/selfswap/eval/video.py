@@ -20,6 +20,7 @@ import av
 import cv2
 import numpy as np
 
+from selfswap.eval.judge import SFaceJudge, pick_face
 from selfswap.eval.metrics import cosine_similarity
 from selfswap.face.analyzer import AnalyzerConfig, FaceAnalyzer
 from selfswap.samples import astronaut, grace_hopper
@@ -156,15 +157,8 @@ def _track(frames, analyzer: FaceAnalyzer, judge, ref_embedding, near_boxes=None
     """Per frame: 68 landmarks, face box and SFace similarity to the source's reference."""
     marks, boxes, sims = [], [], []
     for t, frame in enumerate(frames):
-        faces = analyzer.analyze(frame)
         near = None if near_boxes is None else near_boxes[t]
-        face = None
-        if faces:
-            if near is None:
-                face = max(faces, key=lambda f: f.width)
-            else:
-                c = near.reshape(2, 2).mean(0)
-                face = min(faces, key=lambda f: np.abs(f.box.reshape(2, 2).mean(0) - c).sum())
+        face = pick_face(analyzer.analyze(frame), near)
         boxes.append(None if face is None else np.asarray(face.box, float))
         if face is not None:
             marks.append(face.landmarks68)
@@ -182,8 +176,6 @@ def dev_clip_metrics(
     `{"input clip" | method: {sface_mean, sface_std, jitter_px, jitter_ratio, flicker,
     flicker_ratio, fps, frames}}`; ratios are against the original clip (1.0 = as steady
     as the real footage)."""
-    from selfswap.eval.judge import SFaceJudge
-
     analyzer = FaceAnalyzer(AnalyzerConfig(embedding="none"))
     judge = SFaceJudge()
     results = {}
