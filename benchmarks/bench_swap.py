@@ -1,8 +1,10 @@
 """End-to-end swap speed on a 640x480 photo with one face, with a per-stage breakdown.
 
 Usage: python benchmarks/bench_swap.py --model RUN_OR_CHECKPOINT [--repeat 10] [--threads 2]
-Baseline for ratios: end to end = analysis + swap_faces + paste-back + watermark, i.e.
-`swap_image` with the source identity precomputed (model loaded, warmed up).
+Baseline for ratios: end to end = analysis + swap_faces + seam match + source detail +
+paste-back + watermark, i.e. `swap_image` with the source identity precomputed (model
+loaded, warmed up); "end to end, no detail / seam" is the same without the two finishing
+steps (the pipeline before issue #14 item 3).
 Targets (issue #6, 2-core CPU): generator ≤ 60 ms per face at 128 (batch of 8), end to end
 ≤ 150 ms per 640x480 photo with one face.
 """
@@ -38,11 +40,11 @@ def main() -> None:
     r = swapper.size
     faces = swapper.fast_analyzer.analyze(target)
     crops, masks, matrices = swapper.swap_faces(target, faces, source)
+    finish = (crops, masks, matrices)
 
-    def end_to_end() -> None:
+    def end_to_end(detail: float = 1.0, seam: float = 1.0) -> None:
         found = swapper.fast_analyzer.analyze(target)
-        c, m, mats = swapper.swap_faces(target, found, source)
-        embed_watermark(paste_back_many(target, c, mats, m))
+        embed_watermark(swapper.swap_frame(target, found, source, detail=detail, seam=seam)[0])
 
     def generator_batch(n: int) -> float:
         x = torch.rand(n, 8, r, r)
@@ -60,8 +62,11 @@ def main() -> None:
         ("swap_faces: masks + render + generator", geometry_and_masks),
         ("generator alone, batch 1", generator_batch(1)),
         ("generator alone, batch 8 (per face)", generator_batch(8)),
+        ("seam match", timed(lambda: swapper.match_border(target, *finish), args.repeat)),
+        ("source detail", timed(lambda: swapper.add_detail(faces, source, *finish), args.repeat)),
         ("paste back", timed(lambda: paste_back_many(target, crops, matrices, masks), args.repeat)),
         ("watermark", timed(lambda: embed_watermark(target), args.repeat)),
+        ("end to end, no detail / seam", timed(lambda: end_to_end(0.0, 0.0), args.repeat)),
         ("end to end, one face", timed(end_to_end, args.repeat)),
     ]  # fmt: skip
     total = rows[-1][1]

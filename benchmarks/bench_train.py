@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from selfswap.config import load_config
+from selfswap.nets.model import Guidance
 from selfswap.train.config import TrainConfig
 from selfswap.train.loop import Trainer
 
@@ -206,7 +207,7 @@ def inference(args, base: list[str], data: str) -> None:
                 else contextlib.nullcontext()
             )
             with torch.no_grad(), ctx:
-                return composite(net(*x, z).float(), ins[0], ins[1])
+                return composite(net(Guidance(*x), z).float(), ins[0], ins[1])
 
         first, outs = {}, {}
         for name in names:
@@ -370,16 +371,10 @@ def main() -> None:
     dev = trainer.device
     one = {k: v[:1].to(dev) for k, v in batch.items()}
     with torch.no_grad():
-        g_flops = count_flops(
-            lambda: trainer.gside(
-                one["image"],
-                one["mask"],
-                one["normals"],
-                one["silhouette"],
-                one["face_region"],
-                one["embedding"],
-            )
+        shown = Guidance(
+            one["image"], one["mask"], one["normals"], one["silhouette"], one["face_region"]
         )
+        g_flops = count_flops(lambda: trainer.gside(shown, one["embedding"]))
     step_flops = count_flops(lambda: trainer.train_step(batch)) / b
     print(
         f"GFLOPs: generator forward {g_flops / 1e9:.2f} per sample; "

@@ -71,12 +71,18 @@ def server(tmp_path_factory) -> Iterator[Server]:
         pytest.skip(reason)
     port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # one thread per library unless the caller says otherwise (OMP_NUM_THREADS=2 measures the
+    # server as a user runs it on 2 cores)
+    env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "selfswap.cli", "serve", "--port", str(port),
                "--set", f"max_upload_mb={UPLOAD_LIMIT_MB}",
                "--set", f"max_video_seconds={VIDEO_LIMIT_S}"]  # fmt: skip
     with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        # Ctrl-C must reach the app even when the tests run in a background job (SIGINT ignored)
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
     while True:
@@ -221,6 +227,43 @@ def test_image_tab_replaces_the_person_of_a_reference_photo(
     expect_text(page, "Swapped face(s) [1] of 2")
 
 
+@pytest.fixture(scope="module")
+def swapper():
+    """The default model in this process, to compare the page's results with the API's."""
+    from selfswap.api import Swapper
+
+    return Swapper.load("default")
+
+
+def test_image_tab_shows_the_source_faces_and_takes_the_chosen_one(
+    page, tmp_path, swapper, astronaut, grace_hopper
+):
+    pair = face_pair(astronaut, grace_hopper)  # Grace Hopper's face (#1) is the larger
+    save_image(tmp_path / "pair.png", pair)
+    upload(page, "image-sources", tmp_path / "pair.png")
+    expect_text(page, "Source face used: photo 1: face #1.")
+    faces = page.locator("#image-source-faces")
+    assert faces.locator("img").count() == 2
+    assert "#1 ✓" in faces.inner_text() and "#0 ✓" not in faces.inner_text()
+    faces.locator("img").nth(0).click()  # use the astronaut instead
+    expect_text(page, "Source face used: photo 1: face #0.")
+    assert "#0 ✓" in faces.inner_text() and "#1 ✓" not in faces.inner_text()
+    upload(page, "image-target", sample_path("grace_hopper"))
+    expect_text(page, "1 face(s) found")
+    page.locator("#image-swap").click()
+    expect_text(page, "Swapped face(s) [0] of 1")
+    shot(page, "web-image-sources.png")
+    with page.expect_download() as download:
+        page.locator("#image-download a").first.click()
+    out = tmp_path / "downloaded.png"
+    download.value.save_as(out)
+    result = load_image(out).astype(float)
+    # the API's swaps with either face: the page's is the chosen one's
+    by_api = [swapper.swap_image(pair, grace_hopper, source_faces=[i]).image for i in (0, 1)]
+    distance = [np.abs(result - image).mean() for image in by_api]
+    assert distance[0] < 0.5 < distance[1], distance
+
+
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
@@ -349,6 +392,84 @@ def test_video_cancel_midway_leaves_no_file(page, server, tmp_path, astronaut, g
     expect_text(page, "Cancelled; no file was kept.")
     assert set(server.files("video")) == before, "the cancelled job left a file"
     assert "Swapping" not in page.locator("#video-status").inner_text()
+
+
+def test_process_video_reports_progress_and_a_cancel_leaves_no_file(
+    tmp_path, astronaut, grace_hopper
+):
+    import threading
+
+    from selfswap.swap.video import Cancelled, process_video
+
+    clip = _clip(tmp_path / "clip.mp4", 10, astronaut, grace_hopper, size=(64, 48))
+    seen = []
+    process_video(
+        clip, tmp_path / "done.mp4", lambda f: f, progress=False,
+        on_progress=lambda *values: seen.append(values),
+    )  # fmt: skip
+    assert [s[0] for s in seen] == list(range(1, 11)) and {s[1] for s in seen} == {10}
+    assert all(s[2] > 0 for s in seen)
+    cancel, calls = threading.Event(), []
+
+    def stops_at_the_fourth(frame):
+        calls.append(1)
+        if len(calls) == 4:
+            cancel.set()
+        return frame
+
+    with pytest.raises(Cancelled):
+        process_video(
+            clip, tmp_path / "cancelled.mp4", stops_at_the_fourth, progress=False, cancel=cancel
+        )
+    assert len(calls) == 4  # no frame after the cancel
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "done.mp4"]
+
+
+def test_source_faces_choose_the_face_of_each_source_photo(swapper, astronaut, grace_hopper):
+    from selfswap.errors import SelfswapError
+
+    pair = face_pair(astronaut, grace_hopper)
+    assert [round(f.width) for f in swapper.faces_in(pair)] == [101, 200]
+    largest = swapper.identity(pair)
+    assert largest.notes == ["source photo #1 shows 2 faces; using the largest."]
+    chosen = [swapper.identity(pair, [i]) for i in (0, 1)]
+    alone = [swapper.identity(astronaut), swapper.identity(grace_hopper[:512, :512].copy())]
+    for one, other in zip(chosen, alone):
+        assert np.linalg.norm(one.embedding - other.embedding) < 0.2 and not one.notes
+    assert np.linalg.norm(chosen[0].embedding - chosen[1].embedding) > 0.5
+    assert np.allclose(largest.embedding, chosen[1].embedding)
+    both = swapper.identity([pair, astronaut], [0, None])  # None: the photo's largest face
+    assert both.photos == 2 and np.linalg.norm(both.embedding - alone[0].embedding) < 0.2
+    with pytest.raises(SelfswapError, match="Source photo #1 has no face #2; it shows 2"):
+        swapper.identity(pair, [2])
+    with pytest.raises(SelfswapError, match="one face per source photo"):
+        swapper.identity(pair, [0, 1])
+
+
+def test_live_frames_are_pipelined_followed_and_kept_in_memory(
+    tmp_path, swapper, astronaut, grace_hopper
+):
+    from selfswap.web.app import App
+    from selfswap.web.limits import TempFolder, WebConfig
+
+    temp = TempFolder(tmp_path)
+    app = App(WebConfig(), temp)
+    app.model._swapper = swapper  # the server's model, loaded once for this module
+    identity = swapper.identity(grace_hopper)
+    big = cv2.resize(astronaut, (1024, 1024), interpolation=cv2.INTER_AREA)
+    frames = [np.ascontiguousarray(big[200:680, x : x + 640]) for x in (0, 20, 40)]
+    assert app.live_frame("page", frames[0], identity) is None  # swapped in the background
+    first = app.live_frame("page", frames[1], identity)  # ... and given with the next frame
+    assert app.live_frame("page", frames[1], identity) is None  # the same frame: skipped
+    second = app.live_frame("page", frames[2], identity)
+    assert first.shape == second.shape == (480, 640, 3)
+    box = [int(v) for v in swapper.faces_in(frames[0])[0].box]
+    face = (slice(max(box[1], 0), box[3]), slice(box[0], box[2]))
+    assert np.abs(first[face].astype(int) - frames[0][face]).mean() > 8  # the face swapped
+    assert np.abs(first.astype(int) - frames[0]).mean() < 4  # the rest as it was
+    assert app.live["page"].follower.count == 3  # one whole search, then followed
+    assert not [p for p in temp.root.rglob("*") if p.is_file()]
+    temp.cleanup()
 
 
 def test_serve_binds_to_localhost_by_default():

@@ -117,14 +117,14 @@ def cmd_provenance(args: argparse.Namespace) -> int:
     from selfswap.api import check_provenance
 
     report = check_provenance(args.image)
-    print(
-        f"{args.image}: watermark {'found' if report.watermarked else 'not found'} "
-        f"(score {report.watermark_score:.1f}, threshold {report.threshold})"
-    )
-    for key, value in report.metadata.items():
-        print(f"  {key}: {value}")
-    if not report.metadata:
-        print("  no selfswap provenance metadata")
+    verdict, *findings = report.lines()
+    print(f"{args.image}: {verdict}")
+    for line in findings:
+        print(f"  {line}")
+    if args.manifest:
+        from selfswap.provenance.credentials import manifest_json
+
+        print(manifest_json(args.image) or "(no C2PA manifest)")
     return 0 if report.marked else 1
 
 
@@ -181,7 +181,10 @@ def cmd_swap(args: argparse.Namespace) -> int:
     result = Swapper.from_config(config).swap_image(sources, target, faces=faces)
     for note in result.notes:
         print(f"note: {note}")
-    result.save(args.output, source=",".join(p.name for p in args.source), target=args.target.name)
+    from selfswap.provenance.credentials import ingredients
+
+    names = {"source": ",".join(p.name for p in args.source), "target": args.target.name}
+    result.save(args.output, ingredients(args.source, args.target), **names)  # files' sha256
     print(f"swapped face(s) {result.swapped} of {len(result.faces)}; wrote {args.output}")
     return 0
 
@@ -268,9 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser(
-        "provenance", help="check an image for selfswap's watermark and provenance metadata"
+        "provenance",
+        help="check an image or video for selfswap's marks: signed C2PA manifest (valid, "
+        "changed after signing, or missing), invisible watermark, metadata",
     )
-    p.add_argument("image", type=Path)
+    p.add_argument("image", type=Path, help="image (PNG, JPEG, WebP, ...) or video (MP4, MOV)")
+    p.add_argument("--manifest", action="store_true", help="also print the C2PA manifest JSON")
     p.set_defaults(func=cmd_provenance)
 
     p = sub.add_parser("swap", help="swap the source person into the faces of a target photo")

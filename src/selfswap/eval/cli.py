@@ -8,6 +8,21 @@ from pathlib import Path
 from selfswap.errors import SelfswapError
 
 
+def _model_options(spec: str) -> tuple[str, dict[str, str]]:
+    """`MODEL[:option=value,...]` (options of `SwapConfig`, e.g. `:paste=mask,detail=0`) →
+    the model and its options."""
+    model, sep, rest = spec.rpartition(":")
+    if not sep or "=" not in rest:
+        return spec, {}
+    options = {}
+    for item in rest.split(","):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise SelfswapError(f"--method options are key=value, not {item!r}.")
+        options[key.strip()] = value.strip()
+    return model, options
+
+
 def _model_label(model: str) -> str:
     return "selfswap default" if model == "default" else Path(model).stem
 
@@ -27,8 +42,7 @@ def build_methods(args: argparse.Namespace) -> list:
         label, sep, model = spec.partition("=")
         if not sep or not label or not model:
             raise SelfswapError(f"--method takes LABEL=MODEL, not {spec!r}.")
-        model, _, paste = model.partition(":paste=")
-        methods.append(ModelMethod(label, model, paste or "face"))
+        methods.append(ModelMethod(label, *_model_options(model)))
     if not methods:
         raise SelfswapError("Nothing to evaluate: give --model, --method or --baselines.")
     return methods
@@ -104,7 +118,8 @@ def add_eval_parser(sub) -> None:
                    "(repeatable)")  # fmt: skip
     p.add_argument("--method", action="append", metavar="LABEL=MODEL",
                    help="a model under a label of your choice (repeatable); append "
-                   ":paste=mask to paste back the whole swap mask")  # fmt: skip
+                   ":key=value,... for swap options (SwapConfig), e.g. "
+                   ":paste=mask,detail=0")  # fmt: skip
     p.add_argument("--baselines", default="no-swap,poisson",
                    help="comma list of no-swap, poisson, or none (default: both)")  # fmt: skip
     p.add_argument("--pairs", type=Path, required=True, help="source/source_id_ref/target TSV")

@@ -26,12 +26,17 @@ class SwapMethod(Protocol):
 class ModelMethod:
     """A selfswap model (`"default"`, an exported file or a training run)."""
 
-    def __init__(self, name: str, model: str, paste: str = "face") -> None:
+    def __init__(self, name: str, model: str, options: dict | None = None) -> None:
+        """`options`: `SwapConfig` fields as text or values, e.g. `{"paste": "mask"}`."""
         from selfswap.api import Swapper
+        from selfswap.config import apply_overrides, from_dict, to_dict
+        from selfswap.swap.options import SwapConfig
 
         self.name = name
         self.model = model
-        self.swapper = Swapper.load(model, paste=paste)
+        overrides = [f"{k}={v}" for k, v in (options or {}).items()]
+        data = apply_overrides(to_dict(SwapConfig(model=model)), overrides)
+        self.swapper = Swapper.from_config(from_dict(SwapConfig, data, "--method options"))
 
     def swap(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
         return self.swapper.swap_image(source, target).image

@@ -57,6 +57,7 @@ __all__ = [
     "TEMPLATE5",
     "FaceNetEncoder",
     "InceptionResnetV1",
+    "align_crops",
     "box_crop_affine",
     "crop_to_image_affine",
     "crop_transform",
@@ -257,20 +258,34 @@ class InceptionResnetV1(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Standardised (B, 3, H, W) -> (B, 1792) globally average-pooled features."""
+        return self._trunk(x, None)
+
+    def _trunk(self, x: torch.Tensor, maps: list[torch.Tensor] | None) -> torch.Tensor:
         x = self.stem(x)
-        x = self.mixed_6a(self.repeat(x))
-        x = self.mixed_7a(self.repeat_1(x))
-        x = self.block8(self.repeat_2(x))
+        if maps is not None:
+            maps.append(x)
+        x = self.repeat_1(self.mixed_6a(self.repeat(x)))
+        if maps is not None:
+            maps.append(x)
+        x = self.block8(self.repeat_2(self.mixed_7a(x)))
+        if maps is not None:
+            maps.append(x)
         return x.mean(dim=(2, 3))
+
+    def forward_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Standardised (B, 3, 160, 160) -> the L2-normalised (B, 512) embedding and, from
+        the same pass, three intermediate feature maps (for feature-matching losses): the
+        stem's (B, 256, 17, 17), the last 17-series block's (B, 896, 8, 8) and ``Block8``'s
+        (B, 1792, 3, 3) before pooling (sizes for 160x160 input)."""
+        maps: list[torch.Tensor] = []
+        return _normalise(self.bottleneck_fc(self._trunk(x, maps))), maps
 
     def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
         """Standardised (B, 3, H, W) -> (B, 512) embedding before L2 normalisation."""
         return self.bottleneck_fc(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        e = self.bottleneck(x)
-        # The graph's embeddings = x * rsqrt(max(sum(x^2), 1e-10)).
-        return e * torch.rsqrt(e.square().sum(1, keepdim=True).clamp_min(1e-10))
+        return _normalise(self.bottleneck(x))
 
     @classmethod
     def from_graph_def(cls, path: str | Path) -> InceptionResnetV1:
@@ -281,6 +296,11 @@ class InceptionResnetV1(nn.Module):
     def load_default(cls) -> InceptionResnetV1:
         """The network from the model registry's ``facenet_casia`` file."""
         return cls.from_graph_def(model_path("facenet_casia"))
+
+
+def _normalise(e: torch.Tensor) -> torch.Tensor:
+    # The graph's embeddings = x * rsqrt(max(sum(x^2), 1e-10)).
+    return e * torch.rsqrt(e.square().sum(1, keepdim=True).clamp_min(1e-10))
 
 
 _ROOT = "InceptionResnetV1"
@@ -529,6 +549,43 @@ def extract_box_crops(
     return _warp(images, box_crop_affine(boxes, size, margin), size, antialias)
 
 
+def align_crops(
+    images: torch.Tensor,
+    landmarks5: torch.Tensor,
+    size: int = CROP_SIZE,
+    padding_mode: str = "border",
+) -> torch.Tensor:
+    """Landmark-aligned FaceNet crops of a whole batch in one ``affine_grid`` +
+    ``grid_sample`` (for training losses).
+
+    ``images``: (B, C, H, W) float (any channels, e.g. RGB plus a mask); ``landmarks5``:
+    (B, 5, 2) image pixels -> (B, C, size, size). The crop of :func:`extract_crops` without
+    its antialiasing, so meant for faces not much larger than the crop, such as selfswap's
+    canonical training crops (there the FaceNet crop spans about 87 x 109 pixels of 128).
+    ``padding_mode="border"`` repeats edge pixels, as the canonical crop itself does
+    (``selfswap.face.align.warp_to_crop``); ``"zeros"`` gives :func:`extract_crops`'s
+    ``antialias=False`` crops. Differentiable w.r.t. ``images``.
+    """
+    if images.ndim != 4 or landmarks5.shape != (len(images), 5, 2):
+        raise ValueError(
+            f"expected images (B, C, H, W) and landmarks5 (B, 5, 2), got "
+            f"{tuple(images.shape)} and {tuple(landmarks5.shape)}"
+        )
+    mat = crop_to_image_affine(landmarks5.detach().to(images.device), size)  # float64
+    h, w = images.shape[-2:]
+    # affine_grid (align_corners=False) works in normalised coordinates: crop pixel
+    # q = (size * (u + 1) - 1) / 2, image u = (2 x + 1) / W - 1.
+    scale_in = mat.new_tensor([2.0 / w, 2.0 / h])[:, None]
+    lin = scale_in * mat[..., :2] * (size / 2.0)
+    shift = scale_in * (mat[..., :2].sum(-1, keepdim=True) * ((size - 1) / 2.0) + mat[..., 2:])
+    shift = shift + mat.new_tensor([1.0 / w - 1.0, 1.0 / h - 1.0])[:, None]
+    theta = torch.cat([lin, shift], -1).to(images.dtype)
+    grid = F.affine_grid(theta, [len(images), images.shape[1], size, size], align_corners=False)
+    return F.grid_sample(
+        images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # The encoder
 # ---------------------------------------------------------------------------------------------
@@ -571,6 +628,11 @@ class FaceNetEncoder(nn.Module):
     def features(self, crops: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) crops -> (B, 1792) pooled features (for feature-matching terms)."""
         return self.net.features(self._input(crops))
+
+    def forward_maps(self, crops: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(B, 3, H, W) crops -> (B, 512) embeddings and the network's intermediate maps
+        from the same pass (:meth:`InceptionResnetV1.forward_maps`)."""
+        return self.net.forward_maps(self._input(crops))
 
     def crops(
         self,

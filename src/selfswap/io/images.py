@@ -1,8 +1,9 @@
 """Robust image reading (any common format, EXIF orientation, bit depth, huge files) and
-atomic image writing."""
+atomic image writing (synthetic outputs with their metadata and a signed C2PA manifest)."""
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -112,12 +113,23 @@ def image_format_for(path: str | os.PathLike) -> str:
 
 
 def save_image(
-    path: str | os.PathLike, image: np.ndarray, metadata: dict[str, str] | None = None
+    path: str | os.PathLike,
+    image: np.ndarray,
+    metadata: dict[str, str] | None = None,
+    claim=None,
 ) -> Path:
     """Write an RGB uint8 image atomically; `metadata` becomes PNG text chunks or, for
-    JPEG/WebP, an EXIF ImageDescription/UserComment."""
+    JPEG/WebP, an EXIF ImageDescription/UserComment.
+
+    A synthetic output (metadata from `provenance_metadata`, or a `claim`:
+    `selfswap.provenance.credentials.Claim`) also gets a signed C2PA manifest: `claim`, else
+    one made from the metadata (see `selfswap.provenance.credentials`)."""
     fmt = image_format_for(path)
     pil = Image.fromarray(as_rgb_array(image))
+    if claim is None and metadata and metadata.get("selfswap:synthetic") == "true":
+        from selfswap.provenance.credentials import Claim
+
+        claim = Claim.from_metadata(metadata)
 
     def write(tmp: Path) -> None:
         kwargs: dict = {}
@@ -134,6 +146,15 @@ def save_image(
             kwargs["exif"] = exif.tobytes()
         if fmt == "JPEG":
             kwargs["quality"] = 95
-        pil.save(tmp, format=fmt, **kwargs)
+        if claim is None:
+            pil.save(tmp, format=fmt, **kwargs)
+            return
+        from selfswap.provenance.credentials import mime_type, sign_stream
+
+        encoded = io.BytesIO()
+        pil.save(encoded, format=fmt, **kwargs)
+        encoded.seek(0)
+        with open(tmp, "w+b") as out:
+            sign_stream(encoded, out, mime_type(path), claim, Path(path).name)
 
     return atomic_write(path, write)

@@ -12,11 +12,21 @@ from typing import Any
 from selfswap.errors import SelfswapError
 
 PASTE_CHOICES = ("face", "mask")
+OCCLUSION_CHOICES = ("none", "hands", "segmenter", "both")
 
 MODEL_HELP = "default (shipped), an exported .safetensors file, or a training run folder"
 FACES_HELP = "all, indices (0,2; left to right), ref:IMAGE"
 COLOR_HELP = "pull the new face's colours towards the replaced face's (0 = off, 1 = full)"
+DETAIL_HELP = (
+    "lay the source photo's fine detail over faces larger than the model's crop (0 = off, 1 = full)"
+)
+SEAM_HELP = "bring the new face's colours to the photo's at its edge (0 = off, 1 = full)"
 PASTE_HELP = "face: put back the face regions only (default); mask: all the model repainted"
+KEEP_MOUTH_HELP = "true: keep the target's own inner mouth (teeth, tongue), e.g. for talking videos"
+OCCLUSION_HELP = (
+    "keep what covers the target face in front of the swap: hands (MediaPipe hands), "
+    "segmenter (selfswap's occlusion segmenter), both, or none"
+)
 
 
 class SwapOptionError(SelfswapError, ValueError):
@@ -62,12 +72,32 @@ class SwapConfig:
     device: str = field(
         default="cpu", metadata=_meta("--device", "Device", "torch device, e.g. cpu or cuda")
     )
+    detail: float = field(
+        default=1.0,
+        metadata=_meta("--detail", "Source detail", DETAIL_HELP, range=(0.0, 1.0)),
+    )
+    seam: float = field(
+        default=1.0,
+        metadata=_meta("--seam", "Seamless edge", SEAM_HELP, range=(0.0, 1.0)),
+    )
+    keep_mouth: bool = field(
+        default=False, metadata=_meta("--keep-mouth", "Keep the mouth", KEEP_MOUTH_HELP)
+    )
+    occlusion: str = field(
+        default="none",
+        metadata=_meta("--occlusion", "Occlusion", OCCLUSION_HELP, choices=OCCLUSION_CHOICES),
+    )
 
     def __post_init__(self) -> None:
         if self.paste not in PASTE_CHOICES:
             raise SwapOptionError(f"paste must be 'face' or 'mask', not {self.paste!r}.")
-        if not 0.0 <= float(self.color_match) <= 1.0:
-            raise SwapOptionError(f"color_match must be from 0 to 1, not {self.color_match!r}.")
+        if self.occlusion not in OCCLUSION_CHOICES:
+            raise SwapOptionError(
+                f"occlusion must be one of {', '.join(OCCLUSION_CHOICES)}, not {self.occlusion!r}."
+            )
+        for name in ("color_match", "detail", "seam"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise SwapOptionError(f"{name} must be from 0 to 1, not {getattr(self, name)!r}.")
         try:
             parse_faces(self.faces)
         except SelfswapError as exc:

@@ -18,6 +18,7 @@ about the same on a 1080p frame as on a 640x480 one.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -89,14 +90,21 @@ def exposure_gains(crops: np.ndarray, regions: np.ndarray) -> np.ndarray:
     return np.clip(wanted / np.maximum(mean, 1e-3), 1.0 / MAX_GAIN, MAX_GAIN).astype(np.float32)
 
 
+#: How much of the source's fine detail is laid over faces shown larger than the model's
+#: crop (`FaceSwapper.add_detail`, `selfswap.swap.detail`).
+DETAIL = 1.0
+#: How far the generated face's colours are brought to the photo's at the paste border
+#: (`FaceSwapper.match_border`, `selfswap.swap.seam`).
+SEAM = 1.0
+
 #: Paste-back region "face": the target's and the swapped mesh's face regions grown by this
 #: fraction of the crop side (and kept inside the swap mask).
 FACE_GROW = 0.04
 
 
 class FaceSwapper:
-    """A loaded model plus the analysis it needs. `model` is the training code's
-    `GeneratorSide` (generator + appearance encoder), in eval mode.
+    """A loaded model plus the analysis it needs. `model` is a `selfswap.nets.model.SwapModel`
+    (generator + appearance encoder) in eval mode, `config` its `ModelConfig`.
 
     `paste`: what goes back into the frame. "face" (default): the generated pixels over both
     face regions (target's and swapped mesh's) plus a small margin, so the target's own hair
@@ -126,10 +134,10 @@ class FaceSwapper:
 
         path = bundle.resolve(model)
         if path.is_dir():
-            generator_side, config, _ = load_run(path)
+            swap_model, config, _ = load_run(path)
         else:
-            generator_side, config, _ = bundle.load_generator_side(path)
-        return cls(generator_side, config, device, paste)
+            swap_model, config, _ = bundle.load_generator_side(path)
+        return cls(swap_model, config, device, paste)
 
     @cached_property
     def fast_analyzer(self) -> FaceAnalyzer:
@@ -144,17 +152,36 @@ class FaceSwapper:
 
         return MaskBuilder(Renderer(self.size), self.config.samae_config())
 
-    def source_identity(self, sources: list) -> SourceIdentity:
-        """Identity and shape of the source person from one or more photos (the largest face
-        of each; a note says when a photo held several)."""
+    def source_identity(
+        self, sources: list, choice: Sequence[int | None] | None = None
+    ) -> SourceIdentity:
+        """Identity and shape of the source person from one or more photos: the largest face
+        of each (a note says when a photo held several), or per photo the face `choice[i]`
+        (an index left to right, as `analyzer.analyze` orders them; None: the largest)."""
+        if choice is not None and len(choice) != len(sources):
+            raise SelfswapError(
+                f"Choose one face per source photo: {len(choice)} choices for "
+                f"{len(sources)} photos."
+            )
         embeddings, shapes, notes, found = [], [], [], []
         for i, source in enumerate(sources):
             faces = self.analyzer.analyze(source)
             if not faces:
                 raise NoFaceError(f"No face found in source photo #{i + 1}.")
-            if len(faces) > 1:
-                notes.append(f"source photo #{i + 1} shows {len(faces)} faces; using the largest.")
-            face = _largest(faces)
+            index = None if choice is None else choice[i]
+            if index is not None:
+                if not 0 <= int(index) < len(faces):
+                    raise SelfswapError(
+                        f"Source photo #{i + 1} has no face #{index}; it shows {len(faces)} "
+                        f"(0 to {len(faces) - 1}, left to right)."
+                    )
+                face = faces[int(index)]
+            else:
+                if len(faces) > 1:
+                    notes.append(
+                        f"source photo #{i + 1} shows {len(faces)} faces; using the largest."
+                    )
+                face = _largest(faces)
             embeddings.append(face.embedding)
             shapes.append(face.shape)
             found.append((abs(face.yaw) + abs(face.pitch), i, face))
@@ -186,6 +213,7 @@ class FaceSwapper:
         (see `paste`) and alignment matrices `(N, 2, 3)` (image → crop)."""
         from selfswap.geometry.mesh import Geometry
         from selfswap.nets.generator import composite
+        from selfswap.nets.model import Guidance
 
         r = self.size
         matrices = np.stack([align.alignment_matrix(f.landmarks68, r) for f in faces])
@@ -216,12 +244,12 @@ class FaceSwapper:
             texture, visibility = self.source_texture(source, painted, len(faces))
             extra = {"texture": tensor(texture), "visibility": tensor(visibility)}
         with torch.no_grad():
-            raw = self.model(
+            guidance = Guidance(
                 (image * gain).clamp(0, 1), mask, tensor(swap.normals),
-                tensor(swap.silhouette), tensor(swap.target_region), z_id,
-                masked=self.config.mode != "seesaw",  # seesaw models see the whole target
-                **extra,
-            ).float()  # fmt: skip
+                tensor(swap.silhouette), tensor(swap.target_region), **extra,
+            )  # fmt: skip
+            # seesaw models see the whole target
+            raw = self.model(guidance, z_id, masked=self.config.mode != "seesaw").float()
             if not bool(torch.isfinite(raw).all()):
                 raise ModelOutputError(
                     "The swap model produced invalid values (NaN or infinity), so nothing was "
@@ -231,6 +259,64 @@ class FaceSwapper:
             out = composite(raw / gain, image, mask)
         generated = (out.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
         return generated, self._paste_mask(swap), matrices
+
+    def renderer(self, side: int):
+        """A renderer of crops of this side (the mask builder's for R; cached)."""
+        if side == self.size:
+            return self.masks.renderer
+        from selfswap.geometry.render import Renderer
+
+        cache = self.__dict__.setdefault("_renderers", {})
+        if side not in cache:
+            cache[side] = Renderer(side)
+        return cache[side]
+
+    def add_detail(
+        self,
+        faces: list[Face],
+        source: SourceIdentity,
+        crops: np.ndarray,
+        masks: np.ndarray,
+        matrices: np.ndarray,
+        strength: float = 1.0,
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """The generated crops at the size each face is shown, with the source's fine detail
+        (`selfswap.swap.detail`): `(crops (S, S, 3) uint8, masks (S, S), matrices)` per face;
+        faces not much larger than the crop keep theirs."""
+        from selfswap.geometry.mesh import Geometry, face_geometry
+        from selfswap.geometry.texture import render_source_texture
+        from selfswap.swap import detail
+
+        out = ([], [], [])
+        for face, crop, mask, matrix in zip(faces, crops, masks, matrices):
+            side = detail.output_side(matrix, self.size)
+            if side == self.size or strength <= 0 or source.texture_photo is None:
+                for items, item in zip(out, (crop, mask, matrix)):
+                    items.append(item)
+                continue
+            hi = detail.scaled_matrix(matrix, self.size, side)
+            painted = Geometry(
+                source.shape[None].astype(np.float32),
+                np.asarray(face.expression, np.float32)[None],
+                align.camera_to_crop(face.camera, hi)[None],
+            )
+            texture, visibility = render_source_texture(
+                self.renderer(side),
+                [source.texture_photo],
+                face_geometry([source.texture_face]),
+                painted,
+            )
+            sharp = detail.add_detail(
+                detail.upsample(crop, side),
+                texture[0].transpose(1, 2, 0),
+                visibility[0, 0],
+                self.size,
+                strength=strength,
+            )
+            out[0].append((sharp + 0.5).astype(np.uint8))
+            out[1].append(detail.upsample(mask, side)[..., 0].clip(0, 1))
+            out[2].append(hi)
+        return out
 
     def _paste_mask(self, swap) -> np.ndarray:
         if self.paste_region == "mask":
@@ -248,19 +334,65 @@ class FaceSwapper:
 
         references = None
         if color_match > 0:
-            references = [align.warp_to_crop(frame, m, self.size) for m in matrices]
+            references = [align.warp_to_crop(frame, m, len(c)) for c, m in zip(crops, matrices)]
         return paste_back_many(
             frame, crops, matrices, masks, color_references=references, color_strength=color_match
         )
 
+    def swap_frame(
+        self,
+        frame: np.ndarray,
+        faces: list[Face],
+        source: SourceIdentity,
+        color_match: float = 0.0,
+        detail: float = DETAIL,
+        seam: float = SEAM,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`frame` with `faces` swapped (a new array) and the model's crops: the swap
+        (`swap_faces`), the source's detail at the faces' size (`add_detail`, `detail` in
+        [0, 1]) and the paste-back (`paste`, `color_match`)."""
+        from selfswap.swap.occlusion import hold_back
+
+        crops, masks, matrices = self.swap_faces(frame, faces, source)
+        if seam > 0:  # matched to the photo where the face region ends, not around occluders
+            crops = self.match_border(frame, crops, masks, matrices, seam)
+        masks = hold_back(self, frame, faces, matrices, masks)
+        shown = self.add_detail(faces, source, crops, masks, matrices, detail)
+        return self.paste(frame, *shown, color_match), crops
+
+    def match_border(
+        self,
+        frame: np.ndarray,
+        crops: np.ndarray,
+        masks: np.ndarray,
+        matrices: np.ndarray,
+        strength: float = 1.0,
+    ) -> np.ndarray:
+        """The generated crops with their colours brought to the frame's where the paste
+        fades out (`selfswap.swap.seam`; `strength` in [0, 1])."""
+        from selfswap.swap.seam import match_border
+
+        references = [align.warp_to_crop(frame, m, self.size) for m in matrices]
+        return np.stack(
+            [match_border(c, r, m, strength) for c, r, m in zip(crops, references, masks)]
+        )
+
     def swap_image(
-        self, sources: list, target, faces="all", watermark: bool = True, color_match: float = 0.0
+        self,
+        sources: list,
+        target,
+        faces="all",
+        watermark: bool = True,
+        color_match: float = 0.0,
+        detail: float = DETAIL,
+        seam: float = SEAM,
     ) -> SwapResult:
-        """Swap the source person into the chosen faces of the target image.
+        """Swap the source person (photos, or their `source_identity`) into the chosen faces
+        of the target image.
 
         `faces`: "all", a list of indices (left to right), or a `Face` embedding `(128,)` to
         match within dlib's 0.6 distance (faces of one particular person). `color_match`:
-        see `paste`.
+        see `paste`; `detail`: see `add_detail`; `seam`: see `match_border`.
         """
         target_rgb = as_rgb_array(target)
         by_reference = isinstance(faces, np.ndarray)
@@ -268,38 +400,20 @@ class FaceSwapper:
         if not found:
             raise NoFaceError("No face found in the target image.")
         chosen = select_faces(found, faces)
-        source = self.source_identity(sources)
-        crops, masks, matrices = self.swap_faces(target_rgb, [found[i] for i in chosen], source)
-        out = self.paste(target_rgb, crops, masks, matrices, color_match)
+        source = sources if isinstance(sources, SourceIdentity) else self.source_identity(sources)
+        picked = [found[i] for i in chosen]
+        out, crops = self.swap_frame(target_rgb, picked, source, color_match, detail, seam)
         if watermark:
             out = embed_watermark(out, inplace=True)  # `out` is a new image (paste's copy)
         return SwapResult(out, found, chosen, crops, source.notes)
 
 
 def load_run(path: Path):
-    """`(GeneratorSide with EMA weights, TrainConfig, checkpoint folder)` of a training run
+    """`(SwapModel with EMA weights, ModelConfig, checkpoint folder)` of a training run
     folder (its `best/`, else its latest valid checkpoint), its best/ or one checkpoint."""
-    from selfswap.config import load_config
-    from selfswap.train import checkpoint as ckpt
-    from selfswap.train.config import TrainConfig
-    from selfswap.train.loop import GeneratorSide
+    from selfswap.modelfile import run
 
-    runs = [p for p in (path, path.parent, path.parent.parent) if (p / "config.yaml").is_file()]
-    if not runs:
-        raise SelfswapError(f"{path}: not a training run or checkpoint folder.")
-    if (path / ckpt.WEIGHTS).is_file():
-        checkpoint = path
-    elif (path / "best" / ckpt.WEIGHTS).is_file():
-        checkpoint = path / "best"
-    else:
-        checkpoint = ckpt.latest_valid(path / "checkpoints", log=lambda *_: None)
-        if checkpoint is None:
-            raise SelfswapError(f"{path}: the run has no usable checkpoint yet.")
-    config = load_config(TrainConfig, runs[0] / "config.yaml")
-    weights, _, _ = ckpt.load_checkpoint(checkpoint)
-    model = GeneratorSide(config)
-    model.load_state_dict(ckpt.split_weights(weights, "ema"))
-    return model.eval(), config, checkpoint
+    return run.load(path)
 
 
 def select_faces(found: list[Face], faces) -> list[int]:
@@ -356,9 +470,46 @@ def _shifted(face: Face, offset: np.ndarray) -> Face:
     )
 
 
+class FaceFollower:
+    """The faces of consecutive frames (a video, a webcam stream), looked for near their
+    place in the previous frame: in a crop of the frame around them, with `RegionDetector`.
+    The whole frame is searched on the first frame, at scene cuts, every `SEARCH_EVERY`
+    frames and when a face was not found again, so analysis costs about the same on a 1080p
+    frame as on a 640x480 one. Shares the models of `analyzer`; it keeps state, so use one
+    per stream."""
+
+    def __init__(self, analyzer: FaceAnalyzer) -> None:
+        from selfswap.swap.smoothing import RegionDetector
+
+        for model in ("detector", "tddfa"):  # load them once, so that the copy shares them
+            getattr(analyzer, model)
+        self.analyzer = copy.copy(analyzer)
+        self.regions = RegionDetector(analyzer.detector)
+        self.analyzer.detector = self.regions
+        self.followed: list[np.ndarray] = []  # the boxes of the last frame's faces
+        self.count = 0
+
+    def analyze(self, frame: np.ndarray, cut: bool = False) -> list[Face]:
+        """The faces of the next frame, left to right (`cut`: a scene cut before it)."""
+        self.count += 1
+        found = None
+        if self.followed and not cut and self.count % SEARCH_EVERY:
+            x0, y0, x1, y1 = _around(self.followed, frame.shape, CROP_MARGIN)
+            offset = np.array([x0, y0], np.float32)
+            self.regions.follow([b - np.tile(offset, 2) for b in self.followed])
+            inside = self.analyzer.analyze(np.ascontiguousarray(frame[y0:y1, x0:x1]))
+            if not self.regions.lost:
+                found = [_shifted(f, offset) for f in inside]
+        if found is None:
+            self.regions.follow([] if cut else self.followed, whole=True)
+            found = self.analyzer.analyze(frame)
+        self.followed = [f.box for f in found]
+        return found
+
+
 def swap_video(
     swapper: FaceSwapper,
-    sources: list,
+    sources: list | SourceIdentity,
     in_path,
     out_path,
     faces="all",
@@ -366,54 +517,40 @@ def swap_video(
     progress: bool = True,
     watermark: bool = True,
     color_match: float = 0.0,
+    detail: float = DETAIL,
+    seam: float = SEAM,
+    on_progress: Callable[[int, int | None, float], None] | None = None,
+    cancel=None,
 ):
-    """Swap the source person into a video, keeping its frame timing and audio.
+    """Swap the source person (photos, or their `source_identity`) into a video, keeping its
+    frame timing and audio.
 
     Faces are tracked across frames and their landmarks and 3DMM parameters smoothed (reset
     at scene cuts) so the swapped face does not jitter; frames without a chosen face pass
     through unchanged (still watermarked). Between whole-frame searches (every
     `SEARCH_EVERY` frames, at cuts and when a face is lost) faces are analysed in a crop
-    around their last place (`RegionDetector`). Returns `ProcessStats`.
+    around their last place (`FaceFollower`). `on_progress(done, total, fps)` is called
+    after each frame and a set `cancel` (`threading.Event`) stops the work with
+    `selfswap.swap.video.Cancelled`, leaving no file (see `process_video`). Returns
+    `ProcessStats`.
     """
     from dataclasses import replace
 
-    from selfswap.swap.smoothing import FaceTracker, RegionDetector, scene_cut
+    from selfswap.swap.smoothing import FaceTracker, scene_cut
     from selfswap.swap.video import check_output, probe, process_video
 
     check_output(out_path, overwrite)
     info = probe(in_path)
-    source = swapper.source_identity(sources)
+    source = sources if isinstance(sources, SourceIdentity) else swapper.source_identity(sources)
     base = swapper.analyzer if isinstance(faces, np.ndarray) else swapper.fast_analyzer
-    for model in ("detector", "tddfa"):  # load them once, so that the copy below shares them
-        getattr(base, model)
-    analyzer = copy.copy(base)
-    regions = RegionDetector(base.detector)
-    analyzer.detector = regions
+    follower = FaceFollower(base)
     tracker = FaceTracker(freq=float(info.fps))
     previous: list[np.ndarray] = []
-    followed: list[np.ndarray] = []
-    count = [0]
-
-    def analyze(frame: np.ndarray, cut: bool) -> list[Face]:
-        """The frame's faces: near the previous frame's faces, in a crop around them; the
-        whole frame on the first frame, at cuts, every `SEARCH_EVERY` frames and when a face
-        was not found again."""
-        count[0] += 1
-        if followed and not cut and count[0] % SEARCH_EVERY:
-            x0, y0, x1, y1 = _around(followed, frame.shape, CROP_MARGIN)
-            offset = np.array([x0, y0], np.float32)
-            regions.follow([b - np.tile(offset, 2) for b in followed])
-            found = analyzer.analyze(np.ascontiguousarray(frame[y0:y1, x0:x1]))
-            if not regions.lost:
-                return [_shifted(f, offset) for f in found]
-        regions.follow([] if cut else followed, whole=True)
-        return analyzer.analyze(frame)
 
     def swap_frame(frame: np.ndarray) -> np.ndarray:
         cut = bool(previous) and scene_cut(previous[0], frame)
         previous[:] = [frame]
-        found = analyze(frame, cut)
-        followed[:] = [f.box for f in found]
+        found = follower.analyze(frame, cut)
         try:
             picked = [found[i] for i in select_faces(found, faces)] if found else []
         except NoFaceError:
@@ -428,11 +565,13 @@ def swap_video(
                 replace(f, **{k: np.asarray(s[k], np.float32) for k in ("box", *keys)})
                 for f, (_, s) in zip(picked, tracks)
             ]
-            crops, masks, matrices = swapper.swap_faces(frame, smooth, source)
-            out = swapper.paste(frame, crops, masks, matrices, color_match)
+            out, _ = swapper.swap_frame(frame, smooth, source, color_match, detail, seam)
         if not watermark:
             return out
         return embed_watermark(out, inplace=out is not frame)  # the frame is kept for cuts
 
-    stats = process_video(in_path, out_path, swap_frame, progress=progress, overwrite=overwrite)
+    stats = process_video(
+        in_path, out_path, swap_frame, progress=progress, overwrite=overwrite,
+        on_progress=on_progress, cancel=cancel,
+    )  # fmt: skip
     return replace(stats, notes=tuple(source.notes))

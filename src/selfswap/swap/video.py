@@ -9,7 +9,8 @@
   container accepts the codec, otherwise re-encoded to AAC. It writes to a hidden temporary
   file next to the output and moves it into place only when complete, so a failed or
   interrupted run never leaves a partial file under the final name.
-- `process_video(in_path, out_path, fn)` applies a per-frame function, with a progress bar.
+- `process_video(in_path, out_path, fn)` applies a per-frame function, with a progress bar
+  (and optionally a progress callback and a cancel event).
 
 Output frames are upright and carry no rotation tag. H.264 in yuv420p needs even sizes: an
 odd width or height loses its last column or row.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -58,6 +60,10 @@ class OutputExistsError(VideoError):
 
 class UnknownFormatError(VideoError):
     """The output file's extension names no video format selfswap can write."""
+
+
+class Cancelled(SelfswapError):
+    """The work was stopped through its `cancel` event; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -467,14 +473,20 @@ def process_video(
     crf: int = 18,
     preset: str = "veryfast",
     audio: str = "copy",
+    on_progress: Callable[[int, int | None, float], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> ProcessStats:
     """Apply `fn` (upright RGB uint8 frame `(H, W, 3)` → frame of the same shape) to every
     frame of `in_path` and write the result to `out_path` as H.264 with the source's frame
     timing and audio. Shows a progress bar (fps and ETA) on stderr when `progress`.
 
+    `on_progress(done, total, fps)` is called after each frame (`total` None when the
+    container does not say; `fps` counted from the first frame). `cancel`, checked before
+    each frame and before the file is finished: once it is set, `Cancelled` is raised.
+
     Raises `UnknownFormatError` or `OutputExistsError` before reading anything, and
     `VideoReadError` / `NoVideoStreamError` for an unusable input; never leaves a partial
-    output file.
+    output file (also when cancelled or interrupted).
     """
     from tqdm import tqdm
 
@@ -493,9 +505,11 @@ def process_video(
         leave=True,
     )
     writer: VideoWriter | None = None
+    frames = frames_with_time(in_path)
     try:
         t0: float | None = None
-        for image, t in frames_with_time(in_path):
+        for image, t in frames:
+            _check(cancel)
             result = fn(image)
             if writer is None:
                 h, w = result.shape[:2]
@@ -514,13 +528,22 @@ def process_video(
                 t0 = min(t, 0.0)  # keep a positive start offset (audio sync), drop a negative
             writer.write(result, None if t is None else t - t0)
             bar.update(1)
+            if on_progress is not None:
+                on_progress(writer.frames, total, writer.frames / (time.perf_counter() - start))
         if writer is None:
             raise VideoReadError(f"'{in_path}' holds no decodable video frame")
+        _check(cancel)
         writer.close()
     except BaseException:
         if writer is not None:
             writer._discard()
         raise
     finally:
+        frames.close()  # the input file, now rather than when the generator is collected
         bar.close()
     return ProcessStats(writer.frames, time.perf_counter() - start)
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("Cancelled; no output was written.")

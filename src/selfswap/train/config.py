@@ -1,23 +1,25 @@
 """`TrainConfig`: everything a training run needs, as one dataclass tree.
 
 Loaded with `selfswap.config.load_config(TrainConfig, path, overrides)`; YAML files in
-`configs/` only list what differs from these defaults. The `ablation` switches are the
-readable face of the ablations of DESIGN.md §6: they are applied on top of the `samae` and
-`appearance` sections by `TrainConfig.samae_config()` / `appearance_enabled`.
+`configs/` only list what differs from these defaults. The `mode`, `size`, `ablation`,
+`samae`, `generator` and `appearance` sections are the swap model's (`model_config()`, a
+`selfswap.nets.model.ModelConfig`: what inference reads back from a run or an exported file).
+The `ablation` switches are the readable face of the ablations of DESIGN.md §6: they are
+applied on top of the `samae` and `appearance` sections by `samae_config()` /
+`appearance_enabled`.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 from selfswap.config import ConfigError
 from selfswap.nets.appearance import AppearanceConfig
 from selfswap.nets.discriminator import DiscriminatorConfig
 from selfswap.nets.generator import GeneratorConfig
+from selfswap.nets.model import AblationConfig, ModelConfig
 from selfswap.samae.config import SamaeConfig
 
-MODES = ("samae", "seesaw")
 PRECISIONS = ("fp32", "bf16")
 #: parts of a training step that `precision: bf16` may run under bf16 autocast
 BF16_PARTS = ("generator", "discriminator", "identity", "losses")
@@ -35,24 +37,20 @@ class DataConfig:
 
 
 @dataclass
-class AblationConfig:
-    """SAMAE components; switching one off is an ablation (DESIGN.md §6)."""
-
-    mask: bool = True  # shape-agnostic mask (off: the mask traces the true face region)
-    mesh_scaling: bool = True  # random mesh scaling of the mask's mesh
-    perforation: bool = True  # perforation confusion
-    appearance: bool = True  # appearance code (off: the generator gets identity only)
-
-
-@dataclass
 class LossConfig:
     l1: float = 1.0
     l1_mask_boost: float = 3.0  # extra L1 weight inside the mask (the painted pixels)
     ms_ssim: float = 0.5
-    identity: float = 0.5
-    identity_fraction: float = 0.25  # share of each batch the identity loss runs on
+    identity: float = 0.5  # 1 − cos of dlib ResNet descriptors (generated vs source)
+    identity_fraction: float = 0.25  # share of each batch the identity losses run on
+    # 1 − cos of FaceNet embeddings, generated vs the source photo: a second identity
+    # network, so the swap cannot please dlib alone (docs/decisions.md; 0 = off, not loaded)
+    id_facenet: float = 0.0
+    # relative L1 of dlib ResNet + FaceNet feature maps, generated vs ground truth, inside
+    # the mask, on the identity rows (seesaw: on same-source rows); 0 = off
+    id_feature_match: float = 0.0
     gan: float = 0.05
-    feature_matching: float = 1.0
+    feature_matching: float = 1.0  # discriminator feature matching
     gan_start: int = 0  # step at which the GAN losses switch on
     perceptual: float = 0.0  # needs local VGG weights; not shipped, so off
 
@@ -88,7 +86,7 @@ class TrainConfig:
     # train_throughput.md)
     precision: str = "fp32"
     # what runs under bf16 autocast: generator (+ appearance encoder), discriminator,
-    # identity (the frozen dlib ResNet), losses (MS-SSIM etc.; fp32 unless listed)
+    # identity (the frozen dlib ResNet and FaceNet), losses (MS-SSIM etc.; fp32 unless listed)
     bf16_parts: tuple[str, ...] = ("generator", "discriminator", "identity")
     channels_last: bool = False  # networks and batches in NHWC memory format
     compile: bool = False  # torch.compile the generator side and discriminator (inductor)
@@ -108,8 +106,7 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
     def validate(self) -> TrainConfig:
-        if self.mode not in MODES:
-            raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}.")
+        self.model_config().validate()  # mode, size, samae
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
         unknown = [p for p in self.bf16_parts if p not in BF16_PARTS]
@@ -117,40 +114,30 @@ class TrainConfig:
             raise ConfigError(f"bf16_parts must be among {BF16_PARTS}, got {unknown}.")
         if self.optim.schedule not in ("cosine", "constant"):
             raise ConfigError("optim.schedule must be cosine or constant.")
-        levels = len(self.generator.channels) - 1
-        if self.size % (2**levels * self.generator.stem_factor):
-            raise ConfigError(
-                f"size {self.size} must be divisible by stem_factor * 2^(levels - 1) "
-                f"({self.generator.stem_factor} * 2^{levels})."
-            )
         if self.steps < 0 or self.batch_size < 1:
             raise ConfigError("steps must be >= 0 and batch_size >= 1.")
         if not 0 <= self.loss.identity_fraction <= 1:
             raise ConfigError("loss.identity_fraction must be in [0, 1].")
+        for name in ("identity", "id_facenet", "id_feature_match"):
+            if getattr(self.loss, name) < 0:
+                raise ConfigError(f"loss.{name} must be >= 0.")
         if self.loss.perceptual:
             raise ConfigError(
                 "loss.perceptual needs VGG weights, which selfswap does not ship; set it to 0."
             )
-        try:
-            self.samae.validate()
-        except ValueError as exc:
-            raise ConfigError(f"samae: {exc}") from None
         return self
+
+    def model_config(self) -> ModelConfig:
+        """The swap model's sections (a copy)."""
+        return ModelConfig.of(self)
 
     def samae_config(self) -> SamaeConfig:
         """The masking settings with the ablation switches applied."""
-        cfg = copy.deepcopy(self.samae)
-        cfg.mask.enabled = cfg.mask.enabled and self.ablation.mask
-        cfg.scaling.enabled = cfg.scaling.enabled and self.ablation.mesh_scaling
-        cfg.perforation.enabled = cfg.perforation.enabled and self.ablation.perforation
-        return cfg
+        return self.model_config().samae_config()
 
     @property
     def appearance_enabled(self) -> bool:
-        return self.ablation.appearance and self.appearance.dim > 0
+        return self.model_config().appearance_enabled
 
     def generator_config(self) -> GeneratorConfig:
-        cfg = copy.deepcopy(self.generator)
-        cfg.size = self.size
-        cfg.appearance_dim = self.appearance.dim if self.appearance_enabled else 0
-        return cfg
+        return self.model_config().generator_config()

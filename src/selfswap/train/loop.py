@@ -3,7 +3,8 @@ discriminator, in one process or under `torchrun` (DistributedDataParallel).
 
 One step: the generator paints the batch once; the discriminator takes a hinge step on real
 faces vs the detached composites; then the generator side takes one step on
-L1 + MS-SSIM reconstruction, the identity loss (frozen PyTorch dlib ResNet on chips of the
+L1 + MS-SSIM reconstruction, the identity losses (`losses.IdentityLoss`: frozen PyTorch
+dlib ResNet, and optionally FaceNet and both networks' feature maps, on crops of the
 composite, on `loss.identity_fraction` of the batch), and the hinge GAN + feature-matching
 losses through the just-updated discriminator. Every random draw is a function of
 `(seed, step, rank)` or `(seed, epoch, index)`, so resuming from a checkpoint continues
@@ -33,56 +34,17 @@ from torch.utils.data import DataLoader
 from selfswap.config import save_config, to_dict
 from selfswap.data.dataset import FaceDataset
 from selfswap.errors import SelfswapError
-from selfswap.nets.appearance import AppearanceEncoder
 from selfswap.nets.discriminator import MultiScaleDiscriminator
-from selfswap.nets.generator import Generator, compose_guidance, composite
+from selfswap.nets.generator import composite
+from selfswap.nets.model import Guidance, SwapModel
 from selfswap.train import checkpoint as ckpt
 from selfswap.train import losses
 from selfswap.train.batches import MaskedFaces, ResumableSampler, geometry_of, renderer_for
 from selfswap.train.config import TrainConfig
 
-
-class GeneratorSide(nn.Module):
-    """Generator + appearance encoder: what one DDP wrapper synchronises.
-
-    `forward(image, mask, normals, silhouette, face_region, z_id, masked=True,
-    generator=None, texture=None, visibility=None) -> raw output (B,3,R,R)`;
-    `masked=False` shows the generator the whole image (seesaw); the appearance code is
-    taken from the face pixels of `image`. A generator with `source_texture` also takes
-    the source's pixels on the painted geometry `texture (B,3,R,R)` and their
-    `visibility (B,1,R,R)` (`selfswap.geometry.texture`).
-    """
-
-    def __init__(self, config: TrainConfig) -> None:
-        super().__init__()
-        self.generator = Generator(config.generator_config())
-        self.appearance = (
-            AppearanceEncoder(config.appearance) if config.appearance_enabled else None
-        )
-
-    def forward(
-        self,
-        image: torch.Tensor,
-        mask: torch.Tensor,
-        normals: torch.Tensor,
-        silhouette: torch.Tensor,
-        face_region: torch.Tensor,
-        z_id: torch.Tensor,
-        masked: bool = True,
-        generator: torch.Generator | None = None,
-        texture: torch.Tensor | None = None,
-        visibility: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        if self.generator.config.source_texture and texture is None:
-            raise ValueError("this generator takes the source texture: pass texture, visibility")
-        if not self.generator.config.source_texture:
-            texture = visibility = None
-        z_app = None
-        if self.appearance is not None:
-            z_app = self.appearance(image, face_region, generator=generator)
-        shown = mask if masked else torch.zeros_like(mask)
-        guidance = compose_guidance(image, shown, normals, silhouette, texture, visibility)
-        return self.generator(guidance, z_id, z_app)
+#: The swap model under its old name (it lives in `selfswap.nets.model`, where inference
+#: takes it from; the trainer builds it from `TrainConfig.model_config()`).
+GeneratorSide = SwapModel
 
 
 @dataclass
@@ -265,14 +227,24 @@ class Trainer:
             cross_photo=config.data.cross_photo,
         )
         dev = self.device
-        self.gside = GeneratorSide(config).to(dev)
+        self.gside = SwapModel(config.model_config()).to(dev)
         self.disc = MultiScaleDiscriminator(config.discriminator).to(dev)
         self.ema = copy.deepcopy(self.gside).eval().requires_grad_(False)
-        self.idnet = None
-        if config.loss.identity > 0:
-            from selfswap.face.identity import DlibResNet
-
-            self.idnet = DlibResNet.load_default().to(dev).eval().requires_grad_(False)
+        lw = config.loss
+        #: the identity terms and their frozen networks (None when all their weights are 0)
+        self.id_loss: losses.IdentityLoss | None = None
+        if lw.identity > 0 or lw.id_facenet > 0 or lw.id_feature_match > 0:
+            self.id_loss = losses.IdentityLoss(
+                dlib=lw.identity,
+                facenet=lw.id_facenet,
+                feature_match=lw.id_feature_match,
+                device=dev,
+                channels_last=config.channels_last,
+                compile=config.compile,
+            )
+        self.idnet = self.id_loss.dlib if self.id_loss is not None else None
+        self._facenet_cache: dict[int, torch.Tensor] = {}  # table row -> FaceNet embedding
+        self._row_of_code: dict[bytes, int] | None = None
         opt = config.optim
         self.opt_g = torch.optim.Adam(
             self.gside.parameters(), lr=opt.lr_g, betas=opt.betas, weight_decay=opt.weight_decay
@@ -283,7 +255,7 @@ class Trainer:
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lr_lambda(config))
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lr_lambda(config))
         if config.channels_last:  # parameters stay fp32; only their layout changes
-            for module in (self.gside, self.ema, self.disc, self.idnet):
+            for module in (self.gside, self.ema, self.disc):  # (id_loss sets its own)
                 if module is not None:
                     module.to(memory_format=torch.channels_last)
         self.g_model: nn.Module = self.gside
@@ -294,13 +266,10 @@ class Trainer:
             self.d_model = nn.parallel.DistributedDataParallel(self.disc, device_ids=ids)
         #: the discriminator as the generator's losses call it (no DDP gradient sync there)
         self.d_fwd: nn.Module = self.disc
-        self.id_fwd: nn.Module | None = self.idnet
         if config.compile:  # compiled on first use; weights and state dicts are unchanged
             self.g_model = torch.compile(self.g_model)
             self.d_model = torch.compile(self.d_model)
             self.d_fwd = torch.compile(self.disc)
-            if self.idnet is not None:
-                self.id_fwd = torch.compile(self.idnet)
         self.step = 0
         self.best = math.inf
         self.preview = None
@@ -413,17 +382,10 @@ class Trainer:
         use_gan = lw.gan > 0 and self.step >= lw.gan_start
         self.gside.train()
         with self._autocast("generator"):
-            raw = self.g_model(
-                image,
-                mask,
-                b["normals"],
-                b["silhouette"],
-                b["face_region"],
-                z_id,
-                masked=not seesaw,
-                generator=gen,
-                **extra,
-            ).float()
+            guidance = Guidance(
+                image, mask, b["normals"], b["silhouette"], b["face_region"], **extra
+            )
+            raw = self.g_model(guidance, z_id, masked=not seesaw, generator=gen).float()
         fake = composite(raw, image, mask)
         self._mark("g_forward")
 
@@ -469,18 +431,23 @@ class Trainer:
                     total = total + lw.ms_ssim * structural
                     logs["ms_ssim"] = float(structural.detach())
         self._mark("recon_loss")
-        if self.idnet is not None:
+        if self.id_loss is not None:
             rows = self._identity_rows(keep, seesaw, gen)
-            if len(rows):
-                from selfswap.face.identity import extract_chips
-
-                with self._autocast("identity"):
-                    chips = self._layout(extract_chips(fake[rows], b["landmarks5"][rows]))
-                    emb = self.id_fwd(chips).float()
-                with self._autocast("losses"):
-                    loss_id = losses.identity_loss(emb, z_id[rows])
-                total = total + lw.identity * loss_id
-                logs["id"] = float(loss_id.detach())
+            fm_rows = self._feature_rows(keep, seesaw, gen, rows) if lw.id_feature_match else None
+            if len(rows) or (fm_rows is not None and len(fm_rows)):
+                loss_id, id_logs = self.id_loss(
+                    fake,
+                    b["landmarks5"],
+                    rows,
+                    dlib_target=z_id[rows],
+                    facenet_target=self._facenet_targets(z_id[rows]) if lw.id_facenet else None,
+                    real=image,
+                    mask=mask,
+                    fm_rows=fm_rows,
+                    autocast=lambda: self._autocast("identity"),
+                )
+                total = total + loss_id
+                logs.update(id_logs)
             self._mark("id_forward")
         if use_gan:
             self.disc.requires_grad_(False)
@@ -520,6 +487,41 @@ class Trainer:
         k = math.ceil(self.config.loss.identity_fraction * n)
         return torch.randperm(n, generator=gen)[:k].sort().values
 
+    def _feature_rows(
+        self, keep: torch.Tensor, seesaw: bool, gen: torch.Generator, rows: torch.Tensor
+    ) -> torch.Tensor:
+        """Rows of identity-feature matching, which compares with the ground truth: the
+        identity rows, or in seesaw mode an `identity_fraction` share of the same-source
+        rows."""
+        if not seesaw:
+            return rows
+        same = torch.nonzero(keep.cpu()).flatten()
+        k = math.ceil(self.config.loss.identity_fraction * len(same))
+        return same[torch.randperm(len(same), generator=gen)[:k]].sort().values
+
+    def _facenet_targets(self, codes: torch.Tensor) -> torch.Tensor:
+        """FaceNet embeddings `(K, 512)` of the photos whose identity codes (dlib
+        descriptors, `(K, 128)`) are `codes`: each code is a table row's own (the target
+        photo, or the source photo the dataset drew), so the row is found by the code's
+        bytes. Embedded from the row's canonical crop once, then cached."""
+        if not len(codes):
+            return torch.zeros(0, 512, device=self.device)
+        if self._row_of_code is None:
+            table = self.faces.arrays["embedding"]
+            self._row_of_code = {table[i].tobytes(): i for i in range(len(table) - 1, -1, -1)}
+        found = [self._row_of_code.get(c.tobytes()) for c in codes.detach().cpu().numpy()]
+        if None in found:
+            raise SelfswapError("an identity code matches no row of the training table")
+        rows = [int(r) for r in found]
+        todo = sorted({r for r in rows if r not in self._facenet_cache})
+        if todo:
+            crops = np.stack([self.faces.load_crop(r) for r in todo])
+            images = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float() / 255
+            marks = torch.from_numpy(self.faces.arrays["landmarks5"][todo]).to(self.device)
+            embs = self.id_loss.reference(images, marks, lambda: self._autocast("identity"))
+            self._facenet_cache.update(zip(todo, embs.cpu()))
+        return torch.stack([self._facenet_cache[r] for r in rows]).to(self.device)
+
     @torch.no_grad()
     def _update_ema(self) -> None:
         decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
@@ -544,32 +546,22 @@ class Trainer:
         t = {k: v.to(dev) for k, v in p.items()}
         seesaw = self.config.mode == "seesaw"
         model.eval()
-        textured = "texture" in t
-        own = model(
-            t["image"],
-            t["mask"],
-            t["normals"],
-            t["silhouette"],
-            t["face_region"],
-            t["embedding"],
-            masked=not seesaw,
-            **({"texture": t["texture"], "visibility": t["visibility"]} if textured else {}),
-        ).float()
+
+        def guidance(prefix: str) -> Guidance:  # the self-reconstruction's, or the swap's
+            textured = "texture" in t
+            return Guidance(
+                t["image"],
+                t[f"{prefix}mask"],
+                t[f"{prefix}normals"],
+                t[f"{prefix}silhouette"],
+                t["face_region"],
+                texture=t[f"{prefix}texture"] if textured else None,
+                visibility=t[f"{prefix}visibility"] if textured else None,
+            )
+
+        own = model(guidance(""), t["embedding"], masked=not seesaw).float()
+        swap = model(guidance("swap_"), t["swap_embedding"], masked=not seesaw).float()
         swap_mask = t["swap_mask"]
-        swap = model(
-            t["image"],
-            swap_mask,
-            t["swap_normals"],
-            t["swap_silhouette"],
-            t["face_region"],
-            t["swap_embedding"],
-            masked=not seesaw,
-            **(
-                {"texture": t["swap_texture"], "visibility": t["swap_visibility"]}
-                if textured
-                else {}
-            ),
-        ).float()
         return {
             "target": t["image"],
             "input": t["image"] * (1 - t["mask"]),

@@ -1,29 +1,29 @@
-"""Video jobs of the web app: `selfswap video` in a child process, with its progress read
-from its progress bar and a cancel that stops it at once.
+"""Video jobs of the web app: `Swapper.swap_video` in a worker thread with the app's one
+loaded model, its progress reported by callback and a cancel that stops it before the next
+frame.
 
-Why a child process: a cancel must stop the CPU-bound work mid-frame and leave no partial
-file. Killing a Python thread is not possible; a child that gets SIGTERM runs the CLI's
-Ctrl-C clean-up (the unfinished `.part` output is removed), and the job folder is removed
-after it. The child loads the model once per job; only one job runs at a time."""
+The job's event holds the app's model queue while it runs (the model and its face analysis
+are not shared between threads), so a cancel is the only thing that reaches the job from
+outside: it sets the job's `threading.Event`, which `process_video` checks before every
+frame; it raises `Cancelled`, the unfinished `.part` output is removed and the job folder
+after it."""
 
 from __future__ import annotations
 
+import logging
 import os
-import re
-import signal
-import subprocess
-import sys
 import threading
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+from selfswap.errors import SelfswapError
 from selfswap.swap.options import SwapConfig
 
-_PROGRESS = re.compile(r"(\d+)/(\d+|\?)")
+log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Progress:
     done: int = 0
     total: int | None = None
@@ -33,99 +33,68 @@ class Progress:
 
 
 class VideoJob:
-    """One `selfswap video` run into `folder/out.mp4`."""
+    """One video swap into `folder/selfswap-swap.mp4`, started at once in a thread.
 
-    def __init__(self, sources: list[Path], target: Path, folder: Path, config: SwapConfig) -> None:
+    `swapper`: the app's `selfswap.api.Swapper`; `photos`: the source photos (RGB arrays),
+    `source_faces`: the face chosen in each (None: the largest), `options`: the request's
+    `SwapConfig` (faces, colour match)."""
+
+    def __init__(
+        self,
+        swapper: Any,
+        photos: list,
+        source_faces: list[int | None] | None,
+        target: Path,
+        folder: Path,
+        options: SwapConfig,
+    ) -> None:
         self.folder = folder
         self.output = folder / "selfswap-swap.mp4"
         self.progress = Progress()
-        self._cancelled = threading.Event()
-        command = [
-            sys.executable,
-            "-m",
-            "selfswap.cli",
-            "video",
-            *[a for s in sources for a in ("-s", str(s))],
-            "-t",
-            str(target),
-            "-o",
-            str(self.output),
-            "--model",
-            config.model,
-            "--paste",
-            config.paste,
-            "--device",
-            config.device,
-            "--faces",
-            config.faces,
-            "--color-match",
-            str(config.color_match),
-        ]
-        env = {**os.environ, "TQDM_MININTERVAL": "0.3", "PYTHONUNBUFFERED": "1"}
-        self._start = time.perf_counter()
-        self._first: tuple[float, int] | None = None
-        self._process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=folder
+        self._cancel = threading.Event()
+        arguments = (swapper, photos, source_faces, target, options)
+        self._thread = threading.Thread(
+            target=self._run, args=arguments, name="selfswap-video", daemon=True
         )
-        self._stderr: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self._thread.start()
 
-    def _read(self) -> None:
-        assert self._process.stderr is not None
-        buffer = b""
-        while chunk := self._process.stderr.read1(4096):
-            buffer += chunk
-            *lines, buffer = re.split(rb"[\r\n]", buffer)
-            for line in lines:
-                self._line(line.decode("utf-8", "replace"))
-        self._line(buffer.decode("utf-8", "replace"))
+    def _run(self, swapper, photos, source_faces, target, options) -> None:
+        from selfswap.swap.video import Cancelled
 
-    def _line(self, line: str) -> None:
-        if not line.strip():
-            return
-        match = _PROGRESS.search(line) if "frame" in line else None
-        if match is None:
-            self._stderr.append(line.strip())
-            return
-        done = int(match.group(1))
-        now = time.perf_counter()
-        # fps from the first frame on: the model loading before it is not frame time
-        if self._first is None and done > 0:
-            self._first = (now, done)
-        elif self._first is not None and done > self._first[1]:
-            self.progress.fps = (done - self._first[1]) / max(now - self._first[0], 1e-6)
-        self.progress.done = done
-        if match.group(2) != "?":
-            self.progress.total = int(match.group(2))
+        state, message = "done", ""
+        try:
+            swapper.swap_video(
+                photos, target, self.output, faces=options.faces, progress=False,
+                color_match=options.color_match, source_faces=source_faces,
+                on_progress=self._on_progress, cancel=self._cancel,
+            )  # fmt: skip
+        except Cancelled:
+            state = "cancelled"
+        except SelfswapError as exc:
+            state, message = "failed", str(exc).replace(str(self.folder) + os.sep, "")
+        except Exception:  # a bug: the page gets one sentence, the server's log the traceback
+            log.exception("video job failed")
+            state, message = "failed", "The video swap failed (see the server's log)."
+        if state == "done" and not self.output.is_file():
+            state, message = "failed", "The video swap wrote no file."
+        self.progress = replace(self.progress, state=state, message=message)
+
+    def _on_progress(self, done: int, total: int | None, fps: float) -> None:
+        self.progress = Progress(done, total, fps)
 
     def poll(self) -> Progress:
-        code = self._process.poll()
-        if code is not None and self.progress.state == "running":
-            self._reader.join(timeout=5)
-            if self._cancelled.is_set():
-                self.progress.state = "cancelled"
-            elif code == 0 and self.output.is_file():
-                self.progress.state = "done"
-            else:
-                self.progress.state = "failed"
-                errors = [line for line in self._stderr if line.startswith("error:")]
-                text = errors[-1][len("error:") :].strip() if errors else "The video swap failed."
-                self.progress.message = text.replace(str(self.folder) + os.sep, "")
+        """The progress so far (a new object at every change: read it once per look)."""
         return self.progress
 
-    def cancel(self) -> None:
-        """Stop the child (SIGTERM: its clean-up removes the unfinished output) and remove
-        the job folder."""
-        self._cancelled.set()
-        if self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self.poll()
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def cancel(self, timeout: float = 120.0) -> None:
+        """Stop the job before its next frame and wait until it has stopped (its unfinished
+        output removed)."""
+        self._cancel.set()
+        self._thread.join(timeout)
 
 
 def video_seconds(info) -> float:

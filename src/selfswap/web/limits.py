@@ -29,6 +29,9 @@ class WebConfig:
     max_video_pixels: int = 1920 * 1080  # per frame
     max_sources: int = 8
     live_max_side: int = 640  # webcam frames are scaled down to this before the swap
+    # the source's fine detail on webcam frames (as `swap.detail`, 0 to 1): off by default,
+    # as it costs about half again per frame (benchmarks/live_fps.py)
+    live_detail: float = 0.0
     queue_size: int = 16  # requests waiting beyond this are refused with a message
     swap: SwapConfig = field(default_factory=SwapConfig)
 
@@ -36,6 +39,8 @@ class WebConfig:
         for name in ("max_upload_mb", "max_video_mb", "max_pixels", "max_video_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if not 0.0 <= self.live_detail <= 1.0:
+            raise ValueError("live_detail must be from 0 to 1")
 
 
 class TempFolder:

@@ -1,0 +1,139 @@
+"""The swap model's room (issue #14 item 6): inference (`selfswap.swap`, the API) loads and
+runs `selfswap.nets.model.SwapModel` from `selfswap.modelfile` without ever importing the
+trainer, the model takes one typed `Guidance`, and models written before the move give the
+same outputs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfswap.nets.model import Guidance, ModelConfig, SwapModel
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "selfswap"
+
+# The shipped default model on `_fixed_input()`: the mean of its output and two pixels,
+# measured with the code before the move (issue #14 item 6, `GeneratorSide` called with six
+# positional tensors) on 2026-12-02; the moved code gives the same values.
+DEFAULT_MEAN = 0.484335
+DEFAULT_AT_64_64 = [0.494913, 0.467554, 0.460853]
+DEFAULT_AT_40_80 = [0.212484, 0.267294, 0.304204]
+
+
+def test_swapping_never_imports_the_trainer():
+    """A fresh interpreter loads the default model through the API and the pipeline, swaps
+    one face, and has no `selfswap.train` module loaded."""
+    code = (
+        "import sys\n"
+        "import selfswap.api, selfswap.swap.pipeline, selfswap.swap.video\n"
+        "from selfswap.api import Swapper\n"
+        "from selfswap.samples import astronaut, grace_hopper\n"
+        "result = Swapper.load('default').swap_image(grace_hopper(), astronaut())\n"
+        "assert result.swapped == [0], result.swapped\n"
+        "bad = sorted(m for m in sys.modules if m.startswith('selfswap.train'))\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_inference_code_has_no_import_of_the_trainer():
+    """Not even a lazy one: no import statement of `selfswap.train` in the model, its file
+    format, the swap code or the API."""
+    statement = re.compile(r"^\s*(from|import)\s+selfswap\.train\b", re.MULTILINE)
+    files = [SRC / "api.py"]
+    for folder in ("nets", "modelfile", "swap", "samae", "geometry"):
+        files += sorted((SRC / folder).glob("*.py"))
+    for path in files:
+        assert not statement.search(path.read_text()), path
+
+
+def _fixed_input(size: int = 128) -> tuple[Guidance, torch.Tensor]:
+    g = torch.Generator().manual_seed(14)
+    image = torch.rand(1, 3, size, size, generator=g)
+    mask = torch.zeros(1, 1, size, size)
+    mask[..., size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    normals = torch.rand(1, 3, size, size, generator=g) * 2 - 1
+    z_id = torch.randn(1, 128, generator=g)
+    return Guidance(image, mask, normals, mask, mask), z_id
+
+
+def test_default_model_gives_the_outputs_it_gave_before_the_move():
+    from selfswap.swap import bundle
+
+    model, config, _ = bundle.load_generator_side(bundle.packaged("default"))
+    assert isinstance(model, SwapModel) and isinstance(config, ModelConfig)
+    with torch.no_grad():
+        out = model(*_fixed_input())
+    assert float(out.mean()) == pytest.approx(DEFAULT_MEAN, abs=2e-5)
+    torch.testing.assert_close(out[0, :, 64, 64], torch.tensor(DEFAULT_AT_64_64), atol=2e-5, rtol=0)
+    torch.testing.assert_close(out[0, :, 40, 80], torch.tensor(DEFAULT_AT_40_80), atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("textured", [False, True])
+@pytest.mark.parametrize("masked", [True, False])
+def test_model_is_its_generator_on_the_composed_guidance(textured, masked):
+    """`SwapModel(guidance, z_id)` is the generator on `compose_guidance` of the fields, with
+    the appearance code of `face_region` (what the positional call computed)."""
+    from selfswap.nets.generator import compose_guidance
+
+    config = ModelConfig(size=32)
+    config.generator.channels = [8, 16]
+    config.generator.style_dim = 16
+    config.generator.source_texture = textured
+    config.appearance.width = 4
+    model = SwapModel(config.validate()).eval()
+    g = torch.Generator().manual_seed(0)
+    image, texture = torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32, generator=g)
+    mask, region, visibility = (torch.rand(2, 1, 32, 32, generator=g) for _ in range(3))
+    normals, z_id = torch.rand(2, 3, 32, 32, generator=g), torch.randn(2, 128, generator=g)
+    extra = {"texture": texture, "visibility": visibility} if textured else {}
+    with torch.no_grad():
+        out = model(Guidance(image, mask, normals, mask, region, **extra), z_id, masked=masked)
+        shown = mask if masked else torch.zeros_like(mask)
+        inputs = compose_guidance(image, shown, normals, mask, *extra.values())
+        expected = model.generator(inputs, z_id, model.appearance(image, region))
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_guidance_checks_its_shapes_and_names_the_field():
+    guidance, _ = _fixed_input(32)
+    with pytest.raises(ValueError, match=r"Guidance\.normals: expected \(1, 3, 32, 32\)"):
+        Guidance(guidance.image, guidance.mask, guidance.mask, guidance.mask, guidance.mask)
+    with pytest.raises(ValueError, match=r"Guidance\.face_region"):
+        Guidance(guidance.image, guidance.mask, guidance.normals, guidance.mask, guidance.image)
+    with pytest.raises(ValueError, match="texture and visibility come together"):
+        Guidance(*(getattr(guidance, k) for k in ("image", "mask", "normals")), guidance.mask,
+                 guidance.mask, texture=guidance.image)  # fmt: skip
+    with pytest.raises(ValueError, match="takes the source texture"):
+        config = ModelConfig(size=32)
+        config.generator.channels, config.generator.source_texture = [8, 16], True
+        SwapModel(config)(guidance, torch.zeros(1, 128))
+
+
+def test_model_config_is_the_training_config_model_sections():
+    """`TrainConfig` carries the model's sections with the same defaults, and a training
+    configuration as a mapping reads as its `ModelConfig` (other sections passed over)."""
+    from selfswap.config import ConfigError, load_config, to_dict
+    from selfswap.train.config import TrainConfig
+    from selfswap.train.loop import GeneratorSide
+
+    assert GeneratorSide is SwapModel  # the trainer's old name
+    assert TrainConfig().model_config() == ModelConfig()
+    train = load_config(TrainConfig, None, ["mode=seesaw", "size=64", "ablation.mask=false"])
+    read = ModelConfig.from_mapping(to_dict(train))
+    assert read == train.model_config() and read.mode == "seesaw" and read.size == 64
+    assert read.samae_config() == train.samae_config()
+    assert not read.samae_config().mask.enabled
+    assert read.generator_config() == train.generator_config()
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        ModelConfig.from_mapping({"mode": "fancy", "loss": {"anything": 1}})
+    with pytest.raises(ConfigError, match="unknown option"):
+        ModelConfig.from_mapping({"generator": {"width": 3}})
+    with pytest.raises(ConfigError, match="size 100 must be divisible"):
+        ModelConfig.from_mapping({"size": 100})
