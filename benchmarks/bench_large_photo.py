@@ -33,7 +33,7 @@ from selfswap.swap.blend import paste_back_many  # noqa: E402
 from selfswap.swap.pipeline import FaceSwapper  # noqa: E402
 
 
-def timed(fn: Callable[[], object], repeat: int) -> float:
+def timed(fn: Callable[[], object], repeat: int = 5) -> float:
     """Median milliseconds of ``repeat`` calls after one warm-up call."""
     fn()
     times = []

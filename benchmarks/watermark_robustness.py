@@ -27,7 +27,6 @@ import argparse
 import io
 import os
 import shutil
-import struct
 import sys
 import tempfile
 import time
@@ -42,11 +41,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench_large_photo import timed  # noqa: E402
 from selfswap.provenance import (  # noqa: E402
     DETECTION_THRESHOLD,
     embed_watermark,
     find_watermark,
 )
+from selfswap.provenance.edits import edit_pixels_keeping_manifest  # noqa: E402
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -97,17 +98,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
-def timed(fn: Callable[[], object], repeat: int = 5) -> float:
-    """Median milliseconds of `repeat` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
-
-
 def watermark_table(marked_names, untouched_names, edited: int, log) -> list[str]:
     originals = [load(n) for n in marked_names]
     marked = [embed_watermark(x) for x in originals]
@@ -155,55 +145,6 @@ def calibration(names: list[str], log) -> list[str]:
     return ["", line]
 
 
-def _png_chunks(data: bytes):
-    pos = 8
-    while pos < len(data):
-        (size,) = struct.unpack(">I", data[pos : pos + 4])
-        yield data[pos + 4 : pos + 8], data[pos : pos + 12 + size]
-        pos += 12 + size
-
-
-def _riff_chunks(data: bytes):
-    pos = 12
-    while pos < len(data):
-        (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
-        end = pos + 8 + size + (size & 1)
-        yield data[pos : pos + 4], data[pos:end]
-        pos = end
-
-
-def _after_app_segments(data: bytes) -> int:
-    """Offset of a JPEG's first segment after SOI and the APPn/COM segments (EXIF, the C2PA
-    manifest in APP11, ...): its tables and image data start there."""
-    pos = 2
-    while data[pos] == 0xFF and (0xE0 <= data[pos + 1] <= 0xEF or data[pos + 1] == 0xFE):
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    return pos
-
-
-def edit_keeping_manifest(data: bytes, fmt: str) -> bytes:
-    """The file with a 40x40 patch of its pixels inverted and everything else, the C2PA
-    manifest included, where it was: what an editor that keeps metadata would write."""
-    pixels = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
-    pixels[20:60, 20:60] = 255 - pixels[20:60, 20:60]
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, fmt, **({} if fmt == "PNG" else {"quality": 95}))
-    new = buffer.getvalue()
-    if fmt == "PNG":  # new IDAT chunks in place of the old ones
-        old = list(_png_chunks(data))
-        first = next(i for i, (kind, _) in enumerate(old) if kind == b"IDAT")
-        fresh = b"".join(chunk for kind, chunk in _png_chunks(new) if kind == b"IDAT")
-        rest = b"".join(chunk for kind, chunk in old[first:] if kind != b"IDAT")
-        return data[:8] + b"".join(chunk for _, chunk in old[:first]) + fresh + rest
-    if fmt == "JPEG":  # new tables and scan after the old APPn segments (the manifest: APP11)
-        return data[: _after_app_segments(data)] + new[_after_app_segments(new) :]
-    fresh = dict(_riff_chunks(new))  # WebP: a new VP8 chunk
-    body = b"".join(
-        fresh.get(k, c) if k in (b"VP8 ", b"VP8L") else c for k, c in _riff_chunks(data)
-    )
-    return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body
-
-
 def credentials_table(names: list[str], log) -> list[str]:
     """Sign marked photos (each format), then read them after a copy, a pixel edit that keeps
     the manifest, and a re-save without metadata. Uses a temporary $SELFSWAP_HOME (its own
@@ -247,7 +188,7 @@ def credentials_table(names: list[str], log) -> list[str]:
                     counts["valid"] += read_credentials(copy).state == "valid"
                     read_ms.append(time.perf_counter() - start)
                     edited = folder / f"edited{suffix}"
-                    edited.write_bytes(edit_keeping_manifest(path.read_bytes(), fmt))
+                    edited.write_bytes(edit_pixels_keeping_manifest(path.read_bytes(), fmt))
                     counts["changed"] += read_credentials(edited).state == "changed"
                     resaved = folder / f"resaved{suffix}"
                     Image.open(path).save(resaved, fmt)

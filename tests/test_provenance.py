@@ -24,6 +24,7 @@ from selfswap.provenance import (
     watermark_score,
 )
 from selfswap.provenance.credentials import Claim, Ingredient, read_credentials
+from selfswap.provenance.edits import edit_pixels_keeping_manifest
 
 
 @pytest.fixture(autouse=True)
@@ -121,40 +122,6 @@ def test_lfw_false_positives_and_detection(shared_data):
 # -- C2PA manifest --------------------------------------------------------------------------
 
 
-def _png_chunks(data: bytes):
-    pos = 8
-    while pos < len(data):
-        (size,) = struct.unpack(">I", data[pos : pos + 4])
-        yield data[pos + 4 : pos + 8], data[pos : pos + 12 + size]
-        pos += 12 + size
-
-
-def _after_app_segments(data: bytes) -> int:
-    """Offset of a JPEG's first segment after SOI and the APPn/COM segments (EXIF, the C2PA
-    manifest in APP11, ...): its tables and image data start there."""
-    pos = 2
-    while data[pos] == 0xFF and (0xE0 <= data[pos + 1] <= 0xEF or data[pos + 1] == 0xFE):
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    return pos
-
-
-def _edit_pixels_keeping_manifest(data: bytes, fmt: str) -> bytes:
-    """The file with a patch of pixels inverted and its other parts (the manifest, in the
-    PNG's caBX chunk or the JPEG's APP11 segments) where they were."""
-    pixels = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
-    pixels[20:60, 20:60] = 255 - pixels[20:60, 20:60]
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, fmt, quality=95)
-    new = buffer.getvalue()
-    if fmt == "JPEG":
-        return data[: _after_app_segments(data)] + new[_after_app_segments(new) :]
-    old = list(_png_chunks(data))
-    first = next(i for i, (kind, _) in enumerate(old) if kind == b"IDAT")
-    fresh = b"".join(chunk for kind, chunk in _png_chunks(new) if kind == b"IDAT")
-    rest = b"".join(chunk for kind, chunk in old[first:] if kind != b"IDAT")
-    return data[:8] + b"".join(chunk for _, chunk in old[:first]) + fresh + rest
-
-
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
 def test_manifest_is_signed_and_valid(tmp_path, astronaut, grace_hopper, suffix):
     source = save_image(tmp_path / "source.png", grace_hopper)
@@ -191,7 +158,7 @@ def test_synthetic_metadata_alone_gets_a_manifest(tmp_path, astronaut):
 def test_manifest_reports_a_pixel_edit_and_a_resave(tmp_path, astronaut, suffix, fmt):
     path = save_image(tmp_path / f"out{suffix}", embed_watermark(astronaut), provenance_metadata())
     edited = tmp_path / f"edited{suffix}"
-    edited.write_bytes(_edit_pixels_keeping_manifest(path.read_bytes(), fmt))
+    edited.write_bytes(edit_pixels_keeping_manifest(path.read_bytes(), fmt))
     load_image(edited)  # still an image
     found = read_credentials(edited)
     assert found.state == "changed", found

@@ -419,17 +419,15 @@ def build_app(config: WebConfig, temp: TempFolder):  # noqa: C901 (one page, one
         chosen = [c for c in chosen if c != label] if label in chosen else [*chosen, label]
         return sorted(chosen, key=lambda c: int(c[1:])), CHOSEN
 
+    def face_gallery(label: str, columns: int, elem_id: str):
+        """Thumbnails of detected faces that a click picks (not enlarged, not editable)."""
+        return gr.Gallery(
+            label=label, columns=columns, fit_columns=False, object_fit="contain", height=180,
+            allow_preview=False, interactive=False, elem_id=elem_id,
+        )  # fmt: skip
+
     def face_picker(prefix: str):
-        gallery = gr.Gallery(
-            label="Faces of the target (click to choose)",
-            columns=8,
-            fit_columns=False,
-            object_fit="contain",
-            height=180,
-            allow_preview=False,
-            interactive=False,
-            elem_id=f"{prefix}-faces",
-        )
+        gallery = face_gallery("Faces of the target (click to choose)", 8, f"{prefix}-faces")
         with gr.Row():
             mode = gr.Radio(
                 [ALL, CHOSEN, REFERENCE], value=ALL, label="Replace", elem_id=f"{prefix}-mode"
@@ -455,15 +453,8 @@ def build_app(config: WebConfig, temp: TempFolder):  # noqa: C901 (one page, one
             file_types=["image"],
             elem_id=f"{prefix}-sources",
         )
-        gallery = gr.Gallery(
-            label="Faces of the source photos (click one to use it)",
-            columns=5,
-            fit_columns=False,
-            object_fit="contain",
-            height=180,
-            allow_preview=False,
-            interactive=False,
-            elem_id=f"{prefix}-source-faces",
+        gallery = face_gallery(
+            "Faces of the source photos (click one to use it)", 5, f"{prefix}-source-faces"
         )
         note = gr.Markdown(elem_id=f"{prefix}-source-note")
         found = gr.State(None)  # SourceFaces
