@@ -292,9 +292,10 @@ def test_provenance_tab_tells_marked_from_unmarked(page):
         pytest.skip("needs the image tab's result (run with the image test)")
     page.get_by_role("tab", name="Provenance").click()
     upload(page, "prov-file", sample_path("astronaut"))
-    expect_text(page, "No selfswap marks found.")
+    expect_text(page, "no selfswap marks found")
     upload(page, "prov-file", RESULTS["image"])
-    expect_text(page, "Marked as made by selfswap.")
+    expect_text(page, "made by selfswap (a synthetic image)")
+    expect_text(page, "C2PA manifest valid")
     expect_text(page, "selfswap:synthetic")
     shot(page, "web-provenance.png")
 

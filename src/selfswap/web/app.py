@@ -800,7 +800,10 @@ def build_app(config: WebConfig, temp: TempFolder):  # noqa: C901 (one page, one
             )
 
         with gr.Tab("Provenance", id="provenance"):
-            gr.Markdown("Does an image carry selfswap's marks (invisible watermark, metadata)?")
+            gr.Markdown(
+                "Does an image carry selfswap's marks (signed C2PA manifest, invisible "
+                "watermark, metadata)?"
+            )
             prov_file = gr.File(label="Image", file_types=["image"], elem_id="prov-file")
             prov_out = gr.Markdown(elem_id="prov-result")
 
@@ -814,21 +817,9 @@ def build_app(config: WebConfig, temp: TempFolder):  # noqa: C901 (one page, one
                     report = check_provenance(app.temp.inside(_path(file)))
                 except SelfswapError as exc:
                     raise refuse(exc) from None
-                verdict = (
-                    "**Marked as made by selfswap.**"
-                    if report.marked
-                    else "**No selfswap marks found.** (The watermark does not survive "
-                    "rescaling, so this does not prove an image is unaltered.)"
-                )
-                lines = [
-                    verdict,
-                    f"- watermark: {'found' if report.watermarked else 'not found'} "
-                    f"(score {report.watermark_score:.1f}, threshold {report.threshold})",
-                ]
-                lines += [f"- `{k}`: {v}" for k, v in report.metadata.items()]
-                if not report.metadata:
-                    lines.append("- no selfswap provenance metadata")
-                return "\n".join(lines)
+                # the words `selfswap provenance` prints: verdict, manifest, watermark, metadata
+                verdict, *findings = report.lines()
+                return "\n".join([f"**{verdict}**", *(f"- {line}" for line in findings)])
 
             prov_file.change(on_provenance, [prov_file], [prov_out], concurrency_id="light")
     return blocks
