@@ -24,7 +24,6 @@ Needs `../shared/data` (LFW); without it, says so and exits.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shutil
 import sys
@@ -47,19 +46,7 @@ from selfswap.provenance import (  # noqa: E402
     embed_watermark,
     find_watermark,
 )
-from selfswap.provenance.edits import edit_pixels_keeping_manifest  # noqa: E402
-
-
-def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
-    return np.asarray(Image.open(buffer).convert("RGB"))
-
-
-def resize(image: np.ndarray, factor: float) -> np.ndarray:
-    h, w = image.shape[:2]
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+from selfswap.provenance.edits import edit_pixels_keeping_manifest, jpeg, resize  # noqa: E402
 
 
 def crop(image: np.ndarray, fraction: float) -> np.ndarray:

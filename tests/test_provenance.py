@@ -4,7 +4,6 @@ metadata, and `selfswap provenance` that reports them."""
 
 from __future__ import annotations
 
-import io
 import struct
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from selfswap.provenance import (
     watermark_score,
 )
 from selfswap.provenance.credentials import Claim, Ingredient, read_credentials
-from selfswap.provenance.edits import edit_pixels_keeping_manifest
+from selfswap.provenance.edits import edit_pixels_keeping_manifest, jpeg, resize
 
 
 @pytest.fixture(autouse=True)
@@ -41,18 +40,6 @@ def home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SELFSWAP_HOME", str(home))
     monkeypatch.delenv("SELFSWAP_C2PA_CERT", raising=False)
     monkeypatch.delenv("SELFSWAP_C2PA_KEY", raising=False)
-
-
-def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
-    return np.asarray(Image.open(buffer).convert("RGB"))
-
-
-def _resize(image: np.ndarray, factor: float) -> np.ndarray:
-    h, w = image.shape[:2]
-    size = (round(w * factor), round(h * factor))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
 
 
 # -- watermark ------------------------------------------------------------------------------
@@ -73,13 +60,13 @@ def test_watermark_is_invisible_and_detected(request, name):
 @pytest.mark.parametrize(
     "edit, scale",
     [
-        (lambda x: _resize(x, 0.5), 0.5),
-        (lambda x: _resize(x, 2.0), 2.0),
-        (lambda x: _resize(x, 0.75), 0.75),
-        (lambda x: _jpeg(x, 70), 1.0),
-        (lambda x: _jpeg(_resize(x, 0.75), 80), 0.75),
+        (lambda x: resize(x, 0.5), 0.5),
+        (lambda x: resize(x, 2.0), 2.0),
+        (lambda x: resize(x, 0.75), 0.75),
+        (lambda x: jpeg(x, 70), 1.0),
+        (lambda x: jpeg(resize(x, 0.75), 80), 0.75),
         (lambda x: np.ascontiguousarray(x[13:-7, 21:-5]), 1.0),  # a crop that moves the grid
-        (lambda x: np.ascontiguousarray(_resize(x, 1.5)[31:-40, 7:-60]), 1.5),
+        (lambda x: np.ascontiguousarray(resize(x, 1.5)[31:-40, 7:-60]), 1.5),
     ],
     ids=[
         "resize-0.5",
@@ -115,8 +102,8 @@ def test_lfw_false_positives_and_detection(shared_data):
     for name in names:
         image = load_image(shared_data / "lfw" / name)
         assert not is_watermarked(image), name
-        assert is_watermarked(_jpeg(embed_watermark(image), 90)), name
-        assert is_watermarked(_resize(embed_watermark(image), 0.5)), name
+        assert is_watermarked(jpeg(embed_watermark(image), 90)), name
+        assert is_watermarked(resize(embed_watermark(image), 0.5)), name
 
 
 # -- C2PA manifest --------------------------------------------------------------------------
@@ -288,7 +275,7 @@ def test_saved_swap_result_names_model_and_ingredients(tmp_path, astronaut, grac
     assert "made by selfswap" in report.text and "on no trust list" in report.text
 
 
-def test_metadata_written_to_png_and_jpeg(tmp_path, astronaut):
+def test_metadata_written_to_png_andjpeg(tmp_path, astronaut):
     meta = provenance_metadata(source="grace_hopper.png")
     assert meta["selfswap:synthetic"] == "true" and "consent" in meta["selfswap:notice"]
     png = save_image(tmp_path / "out.png", astronaut, meta)

@@ -1,6 +1,7 @@
-"""A pixel edit that keeps a file's C2PA manifest where it was: what an editor that keeps
-metadata writes. The manifest check must then report the file as changed after signing;
-the tests and `benchmarks/watermark_robustness.py` use this to check that it does."""
+"""Edits that happen to shared images, for the tests and `benchmarks/watermark_robustness.py`:
+a JPEG round trip and a resize (the watermark must survive them), and a pixel edit that keeps
+a file's C2PA manifest where it was, as an editor that keeps metadata writes (the manifest
+check must then report the file as changed after signing)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,20 @@ import struct
 
 import numpy as np
 from PIL import Image
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """`image` `(H, W, 3)` uint8 after a JPEG save and load at `quality`."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def resize(image: np.ndarray, factor: float) -> np.ndarray:
+    """`image` resized by `factor` (Pillow, bicubic), at least one pixel a side."""
+    h, w = image.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
 
 
 def _png_chunks(data: bytes):
