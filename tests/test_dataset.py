@@ -142,3 +142,41 @@ def test_source_texture_items_pair_photos_of_one_person(train_faces):
     assert float(torch.corrcoef(torch.stack([texture, image]))[0, 1]) > 0.7
     again = same[(0, 0)]  # seeded by (seed, epoch, index): the same jitter
     assert torch.equal(again["texture"], own["texture"])
+
+
+def test_source_only_faces_are_partners_but_never_targets(train_faces):
+    """`data.source_only` keeps a set's faces out of the targets and the previews, while
+    cross-photo items still take their texture and identity code from them."""
+    from selfswap.data.dataset import FaceDataset
+    from selfswap.samae.config import SamaeConfig
+    from selfswap.train.batches import MaskedFaces
+    from selfswap.train.loop import split_rows
+
+    faces = FaceDataset(train_faces)  # sources "collins/i.png" and "hopper/i.png"
+    targets, held, only = split_rows(faces, held_out=1, seed=0, source_only=("hopper",))
+    hopper = np.flatnonzero(np.char.startswith(faces.sources, "hopper/"))
+    assert np.array_equal(only, hopper) and len(only) == 4
+    assert not set(targets) & set(only) and not set(held) & set(only)
+    assert sorted([*targets, *held]) == sorted(set(range(len(faces))) - set(hopper))
+    with pytest.raises(SelfswapError, match="holds no faces of grace"):
+        split_rows(faces, 1, 0, ("grace",))
+    with pytest.raises(SelfswapError, match="leaves no faces to train on"):
+        split_rows(faces, 1, 0, ("collins", "hopper"))
+    everyone, _, none = split_rows(faces, 1, 0)
+    assert len(everyone) == len(faces) - 1 and not len(none)
+
+    # One Hopper photo is the only target; the other three are its partners only.
+    target = int(hopper[0])
+    masked = MaskedFaces(
+        faces, SamaeConfig(), seed=0, pool=np.array([target]), sources=hopper,
+        source_texture=True, cross_photo=1.0,
+    )  # fmt: skip
+    partners = set()
+    for epoch in range(6):
+        item = masked[(epoch, target)]
+        assert item["same"] == 0.0
+        match = np.flatnonzero(
+            (faces.arrays["embedding"] == item["source_embedding"].numpy()).all(axis=1)
+        )
+        partners |= set(match.tolist())
+    assert partners and partners <= set(hopper[1:].tolist())

@@ -135,6 +135,29 @@ def test_bf16_autocast_keeps_the_embedding(faces, id_loss):
     assert float(torch.nn.functional.cosine_similarity(fp32, bf16).min()) > 0.99
 
 
+def test_dlib_chips_fp32_cuts_the_exact_chip_under_bf16(faces):
+    """`loss.dlib_chips_fp32`: under bf16 autocast dlib sees the chip cut in fp32; without
+    it (as runs before the option) the chip's sampling grid is rounded."""
+    from selfswap.face.identity import extract_chips
+
+    b = _batch(faces, list(range(4)))
+    exact = extract_chips(b["image"], b["landmarks5"])
+    rows = torch.arange(4)
+    seen = {}
+    for fp32 in (True, False):
+        loss = losses.IdentityLoss(dlib=1.0, dlib_chips_fp32=fp32)
+        (dlib,) = loss.nets
+        embed = dlib.embed
+        dlib.embed = lambda x, embed=embed, fp32=fp32: seen.setdefault(fp32, x) is x and embed(x)
+        loss(
+            b["image"], b["landmarks5"], rows, dlib_target=b["embedding"],
+            autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+        )  # fmt: skip
+    assert torch.allclose(seen[True].float(), exact, atol=1e-5)
+    assert float((seen[False].float() - exact).abs().max()) > 1e-3
+    assert TrainConfig().loss.dlib_chips_fp32 is False  # old runs train as they did
+
+
 def test_config_switches_round_trip_and_default_off(tmp_path):
     default = TrainConfig()
     assert default.loss.id_facenet == 0 and default.loss.id_feature_match == 0

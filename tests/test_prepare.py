@@ -255,6 +255,34 @@ def test_sets_with_different_identity_sources_merge_side_by_side(small_set, refe
     assert settings["identity_from"] == f"sets: prepared=folder, csv_set=csv:{labels.name}"
 
 
+def test_sets_that_label_the_same_people_join_them(small_set, tmp_path):
+    # Two CelebA-style sets labelled by the same identity numbers, and one LFW-style set.
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,identity\ncollins/astronaut.png,7\nhopper/hopper.jpg,9\n")
+    other = tmp_path / "other.csv"
+    other.write_text("file,identity\nhopper/hopper.jpg,7\n")
+    sets = [tmp_path / "celeb_a", tmp_path / "celeb_b", tmp_path / "by_folder"]
+    run(small_set, sets[0], identity_from=f"csv:{labels}")
+    run(small_set, sets[1], identity_from=f"csv:{other}")
+    run(small_set, sets[2])
+    with pytest.raises(SelfswapError, match="celeb_c is not one of the merged sets"):
+        merge(sets, tmp_path / "bad", log=lambda _: None, same_people=["celeb_a", "celeb_c"])
+    assert not (tmp_path / "bad").exists()
+
+    merge(sets, tmp_path / "merged", log=lambda _: None, same_people=["celeb_a", "celeb_b"])
+    faces = read_faces(tmp_path / "merged")
+    by_source = dict(
+        zip(faces.column("source").to_pylist(), faces.column("identity").to_pylist(), strict=True)
+    )
+    assert by_source["celeb_a/collins/astronaut.png"] == "celeb_a+celeb_b/7"
+    assert by_source["celeb_b/hopper/hopper.jpg"] == "celeb_a+celeb_b/7"  # one person
+    assert by_source["celeb_a/hopper/hopper.jpg"] == "celeb_a+celeb_b/9"
+    assert by_source["by_folder/hopper/hopper.jpg"] == "by_folder/hopper"  # kept apart
+    sources, numbers = faces.column("source").to_pylist(), faces["identity_id"].to_pylist()
+    ids = dict(zip(sources, numbers, strict=True))
+    assert ids["celeb_a/collins/astronaut.png"] == ids["celeb_b/hopper/hopper.jpg"]
+
+
 def test_output_prepared_differently_is_refused(small_set, reference):
     with pytest.raises(SelfswapError, match="prepared at size 128, not 64"):
         run(small_set, reference, size=64)

@@ -84,6 +84,14 @@ def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
         help="merge finished prepared folders (shards of one input, or sets whose identities "
         "come from different sources) into --output instead of preparing",
     )
+    p.add_argument(
+        "--same-people",
+        nargs="+",
+        default=(),
+        metavar="SET",
+        help="with --merge: sets (folder names) whose identity labels name the same people, "
+        "e.g. two CelebA sets labelled by CelebA identity; their people are joined",
+    )
     p.set_defaults(func=cmd_prepare)
     return p
 
@@ -121,11 +129,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if args.merge:
         if args.input is not None:
             raise SelfswapError("use either --input or --merge, not both.")
-        summary = merge(args.merge, args.output)
+        summary = merge(args.merge, args.output, same_people=args.same_people)
         print(summary.report())
         return 0
     if args.input is None:
         raise SelfswapError("--input is required (or --merge DIR...).")
+    if args.same_people:
+        raise SelfswapError("--same-people goes with --merge.")
     _check_input(args.input, args.root, args.output)
     settings = make_settings(
         args.size,

@@ -31,7 +31,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -434,7 +434,12 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         tbl.atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
-def merge(shard_dirs: list[str | os.PathLike], output: str | os.PathLike, log: Log = _stderr):
+def merge(
+    shard_dirs: list[str | os.PathLike],
+    output: str | os.PathLike,
+    log: Log = _stderr,
+    same_people: Sequence[str] = (),
+):
     """Merge finished prepared folders into `output` (crops hard-linked where possible).
 
     Shards of one input (same settings) merge into the dataset one run would give; an input
@@ -442,6 +447,10 @@ def merge(shard_dirs: list[str | os.PathLike], output: str | os.PathLike, log: L
     only in where identities come from (say LFW by folder and CelebA by CSV) are separate
     sets: each set's sources and identities are prefixed with its folder name, so people
     and files of different sets never mix. Any other difference is refused.
+
+    `same_people` names sets (by folder name) whose labels name the same people, such as two
+    CelebA sets labelled by CelebA identity number: their identities share one prefix
+    (the names joined by "+"), so one person's photos in both sets are one identity.
     """
     output = Path(output)
     shards = [Path(d) for d in shard_dirs]
@@ -466,6 +475,13 @@ def merge(shard_dirs: list[str | os.PathLike], output: str | os.PathLike, log: L
     sources = [m["settings"].get("identity_from") for m in manifests]
     as_sets = len(set(sources)) > 1
     prefixes = _set_names(shards) if as_sets else [None] * len(shards)
+    unknown = set(same_people) - {p for p in prefixes if p}
+    if unknown:
+        raise SelfswapError(
+            f"same people: {', '.join(sorted(unknown))} is not one of the merged sets "
+            f"({', '.join(p for p in prefixes if p) or 'shards of one set'})."
+        )
+    shared = "+".join(p for p in prefixes if p in set(same_people))
     if not as_sets:
         _warn_incomplete_shards([m.get("shard") for m in manifests], log)
     else:
@@ -480,7 +496,10 @@ def merge(shard_dirs: list[str | os.PathLike], output: str | os.PathLike, log: L
             records = tbl.read_rejected(folder / tbl.REJECTED_FILE)
             renamed: dict[str, str] = {}  # crop path in `output` -> path in `folder`
             if prefix is not None:
-                faces, records, renamed = _prefixed(faces, records, prefix, settings.crop_format)
+                people = shared if prefix in set(same_people) else prefix
+                faces, records, renamed = _prefixed(
+                    faces, records, prefix, settings.crop_format, people
+                )
             fresh = set(faces.column("source").to_pylist()) - kept
             kept |= fresh
             for record in records:
@@ -509,12 +528,16 @@ def _set_names(folders: list[Path]) -> list[str]:
 
 
 def _prefixed(
-    faces: pa.Table, records: list[tuple[str, str, str]], prefix: str, crop_format: str
+    faces: pa.Table,
+    records: list[tuple[str, str, str]],
+    prefix: str,
+    crop_format: str,
+    people: str,
 ) -> tuple[pa.Table, list[tuple[str, str, str]], dict[str, str]]:
-    """`faces` and rejection `records` of one set with sources, identities and crop names
-    moved under `prefix/`, and the renamed crops (new path -> old path)."""
+    """`faces` and rejection `records` of one set with sources and crop names moved under
+    `prefix/` and identities under `people/`, and the renamed crops (new path -> old path)."""
     sources = [f"{prefix}/{s}" for s in faces.column("source").to_pylist()]
-    identities = [None if i is None else f"{prefix}/{i}" for i in faces["identity"].to_pylist()]
+    identities = [None if i is None else f"{people}/{i}" for i in faces["identity"].to_pylist()]
     indices = faces.column("face_index").to_pylist()
     crops = [crop_name(s, i, crop_format) for s, i in zip(sources, indices, strict=True)]
     renamed = dict(zip(crops, faces.column("crop").to_pylist(), strict=True))

@@ -82,7 +82,8 @@ class MaskedFaces(Dataset):
     (`selfswap.geometry.texture`), and `source_embedding (128)`, the identity code of that
     source: with probability `cross_photo` the source is another photo of the same person
     (the target stays the exact ground truth), else the target's own photo, jittered
-    (`jitter_source`).
+    (`jitter_source`). Those other photos come from `sources` (default: the pool), which
+    may hold faces that are never targets themselves.
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class MaskedFaces(Dataset):
         pool: np.ndarray | None = None,
         source_texture: bool = False,
         cross_photo: float = 0.5,
+        sources: np.ndarray | None = None,
     ) -> None:
         self.faces = faces
         self.samae = samae
@@ -104,15 +106,16 @@ class MaskedFaces(Dataset):
         self.pool = np.arange(len(faces)) if pool is None else np.asarray(pool)
         self.source_texture = source_texture
         self.cross_photo = cross_photo
+        self.sources = self.pool if sources is None else np.asarray(sources)
         self._people: dict[int, np.ndarray] | None = None
 
     def same_person(self, index: int) -> np.ndarray:
-        """Rows of the pool showing the person of row `index`, other than `index`."""
+        """Rows of `sources` showing the person of row `index`, other than `index`."""
         if self._people is None:
-            identity = self.faces.identity[self.pool]
+            identity = self.faces.identity[self.sources]
             order = np.argsort(identity, kind="stable")
             keys, starts = np.unique(identity[order], return_index=True)
-            groups = np.split(self.pool[order], starts[1:])
+            groups = np.split(self.sources[order], starts[1:])
             self._people = {int(k): g for k, g in zip(keys, groups) if k >= 0 and len(g) > 1}
         group = self._people.get(int(self.faces.identity[index]))
         return np.empty(0, np.int64) if group is None else group[group != index]

@@ -34,6 +34,10 @@ class DataConfig:
     # with generator.source_texture: share of samples whose texture and identity code come
     # from another photo of the same person (the rest: the target's own photo, jittered)
     cross_photo: float = 0.5
+    # merged sets (folder names, the first part of each face's `source`) whose faces are
+    # only ever the other photo of a person in cross-photo samples, never a target: e.g.
+    # tight crops whose canonical crop is mostly padding where SAMAE needs context
+    source_only: tuple[str, ...] = ()
 
 
 @dataclass
@@ -49,6 +53,9 @@ class LossConfig:
     # relative L1 of dlib ResNet + FaceNet feature maps, generated vs ground truth, inside
     # the mask, on the identity rows (seesaw: on same-source rows); 0 = off
     id_feature_match: float = 0.0
+    # cut dlib's chips outside bf16 autocast, on an exact fp32 sampling grid (off: inside it,
+    # up to 0.6 px off at 128 px, as every run before this option; docs/decisions.md)
+    dlib_chips_fp32: bool = False
     gan: float = 0.05
     feature_matching: float = 1.0  # discriminator feature matching
     gan_start: int = 0  # step at which the GAN losses switch on

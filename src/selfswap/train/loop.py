@@ -128,6 +128,28 @@ def split_faces(identity: np.ndarray, held_out: int, seed: int) -> tuple[np.ndar
     return np.setdiff1d(np.arange(n), held), held
 
 
+def split_rows(
+    faces: FaceDataset, held_out: int, seed: int, source_only: tuple[str, ...] = ()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(targets, held_out, source_only)` row indices: faces of the `source_only` sets are
+    kept apart (cross-photo sources only); the rest are split by `split_faces`."""
+    sets = np.char.partition(faces.sources, "/")[:, 0]
+    missing = [name for name in source_only if not (sets == name).any()]
+    if missing:
+        raise SelfswapError(
+            f"data.source_only: {faces.root} holds no faces of {', '.join(missing)} "
+            "(name merged sets by their folder names)."
+        )
+    only = np.isin(sets, list(source_only))
+    if source_only and only.all():
+        raise SelfswapError(
+            f"data.source_only ({', '.join(source_only)}) leaves no faces to train on."
+        )
+    rows = np.flatnonzero(~only)
+    train, held = split_faces(faces.identity[rows], held_out, seed)
+    return rows[train], rows[held], np.flatnonzero(only)
+
+
 def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
@@ -209,8 +231,8 @@ class Trainer:
                 "emulated and slower than fp32 here; consider --set precision=fp32."
             )
         self.faces = FaceDataset(config.data.root, size=config.size)
-        self.train_rows, self.held_rows = split_faces(
-            self.faces.identity, config.data.held_out, config.seed
+        self.train_rows, self.held_rows, self.source_rows = split_rows(
+            self.faces, config.data.held_out, config.seed, config.data.source_only
         )
         samae = config.samae_config()
         if config.mode == "seesaw":  # the mask only places the composite: no tricks
@@ -225,6 +247,7 @@ class Trainer:
             self.train_rows,
             source_texture=config.generator.source_texture,
             cross_photo=config.data.cross_photo,
+            sources=np.concatenate([self.train_rows, self.source_rows]),
         )
         dev = self.device
         self.gside = SwapModel(config.model_config()).to(dev)
@@ -238,6 +261,7 @@ class Trainer:
                 dlib=lw.identity,
                 facenet=lw.id_facenet,
                 feature_match=lw.id_feature_match,
+                dlib_chips_fp32=lw.dlib_chips_fp32,
                 device=dev,
                 channels_last=config.channels_last,
                 compile=config.compile,

@@ -177,7 +177,7 @@ class IdentityLoss:
     Networks are loaded only when a term needs them; they stay in eval mode with frozen
     parameters, so gradients reach the images only. The networks run under the `autocast`
     context passed in; FaceNet's crops are cut outside it (the sampling grid stays fp32),
-    dlib's chips inside it, as they always were.
+    dlib's chips inside it, as they always were, unless `dlib_chips_fp32`.
     The evaluation's identity judge must never be one of these networks.
     """
 
@@ -186,6 +186,7 @@ class IdentityLoss:
         dlib: float = 0.0,
         facenet: float = 0.0,
         feature_match: float = 0.0,
+        dlib_chips_fp32: bool = False,
         device: torch.device | str = "cpu",
         channels_last: bool = False,
         compile: bool = False,
@@ -207,7 +208,7 @@ class IdentityLoss:
                     extract_chips,
                     fwd,
                     lambda x: dlib_forward_maps(self.dlib, x),
-                    align_in_autocast=True,
+                    align_in_autocast=not dlib_chips_fp32,
                 )
             )
         if facenet > 0 or feature_match > 0:
