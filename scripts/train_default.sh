@@ -1,30 +1,38 @@
 #!/bin/bash
-# Reproduce the shipped default model (src/selfswap/weights/default.md): prepare LFW train
-# and the CelebA subset, merge them, train configs/samae-128.yaml (first on LFW train alone,
-# as the shipped model was, then on both sets), and export it. Resumable: re-run the script
-# after an interruption and every stage continues where it stopped.
+# Reproduce the shipped default model v2 (src/selfswap/weights/default.md) from the raw data.
+# Resumable: re-run the script after an interruption and every stage continues where it
+# stopped (checkpoints every 200 steps).
 #
-#   scripts/train_default.sh [FINAL_STEP]      # outputs under $SELFSWAP_HOME (~/.cache/selfswap)
+#   DFL_DIR=... scripts/train_default.sh [FINAL_STEP]     # outputs under $SELFSWAP_HOME
+#
+# DFL_DIR holds the JPEGs of the CelebA DFL faceset (the public repository
+# 1148030615/pretrain_CelebA, e.g. `git archive HEAD | tar -x -C $DFL_DIR` of a clone; see
+# ../shared/data/README.md). Stages, as the shipped run went:
+#   1. prepare lfw_train, celeba_small and celeba_dfl (scripts/prepare_sets.sh);
+#   2. the quality study's arm: configs/samae-texture-facenet-128.yaml, 3,000 steps on
+#      lfw_train (scripts/quality_study.sh trains the same);
+#   3. configs/default-v2-128.yaml from there on lfw_train + celeba_small until PHASE1_STEPS
+#      (the shipped run trained so while the DFL faceset was being prepared);
+#   4. the same config on all three sets, the two CelebA sets' people joined and the DFL
+#      faces only ever cross-photo sources, until FINAL_STEP; then export.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+: "${DFL_DIR:?set DFL_DIR to the folder of the CelebA DFL faceset JPEGs}"
 HOME_DIR=${SELFSWAP_HOME:-$HOME/.cache/selfswap}
-DATA=${SELFSWAP_DATA:-$(cd .. && pwd)/shared/data}
-FINAL=${1:-9000}
-LFW_ONLY_STEPS=3606 # the shipped model's first two CPU hours saw LFW train only
+FINAL=${1:-30000}
+STUDY_STEPS=3000
+PHASE1_STEPS=${PHASE1_STEPS:-3600}
+THREADS=${THREADS:-1}
 D=$HOME_DIR/datasets
-R=$HOME_DIR/runs/samae-128
+R=$HOME_DIR/runs/default-v2-128
 SELFSWAP=.venv/bin/selfswap
 
-prepare() { # NAME, then `selfswap prepare` arguments (a finished folder is skipped)
-  local name=$1
-  shift
-  [ -f "$D/$name/manifest.json" ] || $SELFSWAP prepare --output "$D/$name" --size 128 --workers 2 "$@"
-}
-prepare lfw_train --input "$DATA/splits/lfw_train.txt" --root "$DATA/lfw" --identity-from folder
-prepare celeba_small --input "$DATA/celeba-aligned-small" \
-  --identity-from "csv:$DATA/splits/celeba-aligned-small_identity.csv"
-[ -f "$D/lfw_celeba/manifest.json" ] ||
-  $SELFSWAP prepare --merge "$D/lfw_train" "$D/celeba_small" --output "$D/lfw_celeba"
+DFL_DIR=$DFL_DIR scripts/prepare_sets.sh 128
+[ -f "$D/lfw_celeba_small/manifest.json" ] ||
+  $SELFSWAP prepare --merge "$D/lfw_train" "$D/celeba_small" --output "$D/lfw_celeba_small"
+[ -f "$D/lfw_celeba_all/manifest.json" ] ||
+  $SELFSWAP prepare --merge "$D/lfw_train" "$D/celeba_small" "$D/celeba_dfl" \
+    --output "$D/lfw_celeba_all" --same-people celeba_small celeba_dfl
 
 latest_step() {
   local last
@@ -32,14 +40,19 @@ latest_step() {
   last=${last#step-}
   echo $((10#${last:-0}))
 }
-train() { # DATASET STOP_STEP
-  local resume=""
+train() { # CONFIG DATASET STOP_STEP [--set ...]
+  local config=$1 data=$2 stop=$3 resume=""
+  shift 3
   [ -d "$R/checkpoints" ] && resume=--resume
-  $SELFSWAP train --config configs/samae-128.yaml --data "$D/$1" --out "$R" $resume \
-    --set threads=2 --set checkpoint.every=200 --set sample_every=200 --stop-at "$2"
+  $SELFSWAP train --config "$config" --data "$D/$data" --out "$R" $resume \
+    --set threads="$THREADS" --set checkpoint.every=200 --set progress=false \
+    --stop-at "$stop" "$@"
 }
-[ "$(latest_step)" -ge $LFW_ONLY_STEPS ] || train lfw_train $LFW_ONLY_STEPS
-[ "$(latest_step)" -ge "$FINAL" ] || train lfw_celeba "$FINAL"
+[ "$(latest_step)" -ge $STUDY_STEPS ] ||
+  train configs/samae-texture-facenet-128.yaml lfw_train $STUDY_STEPS --set steps=$STUDY_STEPS
+[ "$(latest_step)" -ge "$PHASE1_STEPS" ] ||
+  train configs/default-v2-128.yaml lfw_celeba_small "$PHASE1_STEPS" --set 'data.source_only=[]'
+[ "$(latest_step)" -ge "$FINAL" ] || train configs/default-v2-128.yaml lfw_celeba_all "$FINAL"
 $SELFSWAP export --model "$R/checkpoints/step-$(printf %08d "$FINAL")" \
   -o "$HOME_DIR/default.safetensors" --overwrite
 echo "exported $HOME_DIR/default.safetensors (compare with src/selfswap/weights/default.safetensors)"
