@@ -209,14 +209,18 @@ class Swapper:
             raise SelfswapError("That configuration needs another model: use Swapper.from_config.")
         return Swapper(self.engine, self.name, config)
 
-    def _look(self) -> dict[str, float]:
-        """The config's options of how the new face is finished: detail and seam (passed
-        per call) and what of the target stays in front (set on the engine, whose occlusion
-        models are kept)."""
+    def _look(self) -> dict[str, float | str]:
+        """The config's options of how the new face is finished: detail, seam and the parts
+        that keep the target's expression (passed per call) and what of the target stays in
+        front (set on the engine, whose occlusion models are kept)."""
         from selfswap.swap.occlusion import configure
 
         configure(self.engine, self.config.keep_mouth, self.config.occlusion)
-        return {"detail": float(self.config.detail), "seam": float(self.config.seam)}
+        return {
+            "detail": float(self.config.detail),
+            "seam": float(self.config.seam),
+            "expression_parts": self.config.expression_parts,
+        }
 
     def _color_match(self, color_match: float | None) -> float:
         value = self.config.color_match if color_match is None else float(color_match)

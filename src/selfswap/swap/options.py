@@ -13,6 +13,7 @@ from selfswap.errors import SelfswapError
 
 PASTE_CHOICES = ("face", "mask")
 OCCLUSION_CHOICES = ("none", "hands", "segmenter", "both")
+EXPRESSION_CHOICES = ("none", "mouth", "eyes", "both")
 
 MODEL_HELP = "default (shipped), an exported .safetensors file, or a training run folder"
 FACES_HELP = "all, indices (0,2; left to right), ref:IMAGE"
@@ -21,6 +22,10 @@ DETAIL_HELP = (
     "lay the source photo's fine detail over faces larger than the model's crop (0 = off, 1 = full)"
 )
 SEAM_HELP = "bring the new face's colours to the photo's at its edge (0 = off, 1 = full)"
+EXPRESSION_HELP = (
+    "parts of the new face whose pixels (texture, detail) come from the target photo, so they "
+    "keep its expression: mouth (as far as the target's is more open), eyes, both, none"
+)
 PASTE_HELP = "face: put back the face regions only (default); mask: all the model repainted"
 KEEP_MOUTH_HELP = "true: keep the target's own inner mouth (teeth, tongue), e.g. for talking videos"
 OCCLUSION_HELP = (
@@ -80,6 +85,13 @@ class SwapConfig:
         default=1.0,
         metadata=_meta("--seam", "Seamless edge", SEAM_HELP, range=(0.0, 1.0)),
     )
+    expression_parts: str = field(
+        default="mouth",
+        metadata=_meta(
+            "--expression-parts", "Target's expression", EXPRESSION_HELP,
+            choices=EXPRESSION_CHOICES,
+        ),
+    )  # fmt: skip
     keep_mouth: bool = field(
         default=False, metadata=_meta("--keep-mouth", "Keep the mouth", KEEP_MOUTH_HELP)
     )
@@ -94,6 +106,11 @@ class SwapConfig:
         if self.occlusion not in OCCLUSION_CHOICES:
             raise SwapOptionError(
                 f"occlusion must be one of {', '.join(OCCLUSION_CHOICES)}, not {self.occlusion!r}."
+            )
+        if self.expression_parts not in EXPRESSION_CHOICES:
+            raise SwapOptionError(
+                f"expression_parts must be one of {', '.join(EXPRESSION_CHOICES)}, "
+                f"not {self.expression_parts!r}."
             )
         for name in ("color_match", "detail", "seam"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:

@@ -96,6 +96,10 @@ DETAIL = 1.0
 #: How far the generated face's colours are brought to the photo's at the paste border
 #: (`FaceSwapper.match_border`, `selfswap.swap.seam`).
 SEAM = 1.0
+#: Parts of the face whose texture comes from the target photo, not the source's, so that they
+#: keep the target's expression (`selfswap.geometry.regions`; "none", "mouth", "eyes", "both";
+#: `FaceSwapper.source_texture`, `add_detail`).
+EXPRESSION_PARTS = "mouth"
 
 #: Paste-back region "face": the target's and the swapped mesh's face regions grown by this
 #: fraction of the crop side (and kept inside the swap mask).
@@ -192,25 +196,63 @@ class FaceSwapper:
         )  # fmt: skip
 
     def source_texture(
-        self, source: SourceIdentity, geometry, count: int
+        self,
+        source: SourceIdentity,
+        geometry,
+        count: int,
+        expression_parts: str = EXPRESSION_PARTS,
+        renderer=None,
+        target: np.ndarray | None = None,
+        target_faces: list[Face] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The source photo's pixels on the swap geometry (posed in the target crops) and
         their visibility, `(count, 3, R, R)` and `(count, 1, R, R)` (see
-        `selfswap.geometry.texture`)."""
+        `selfswap.geometry.texture`). Over `expression_parts` of the face
+        (`selfswap.geometry.regions`) the pixels come from the `target` photo instead, through
+        its faces' own 3DMM fits (`target_faces`, one per geometry), so that those parts keep
+        the target's expression; without a target nothing is visible there. `renderer`: that
+        of the crops (default R)."""
+        from selfswap.geometry import regions
         from selfswap.geometry.mesh import face_geometry
         from selfswap.geometry.texture import render_source_texture
 
         if source.texture_photo is None or source.texture_face is None:
             raise SelfswapError("This model needs a source photo to take the face's pixels from.")
+        renderer = renderer or self.masks.renderer
         photos = [source.texture_photo] * count
         posed = face_geometry([source.texture_face] * count)
-        return render_source_texture(self.masks.renderer, photos, posed, geometry)
+        texture, visibility = render_source_texture(renderer, photos, posed, geometry)
+        parts = regions.parts_of(expression_parts)
+        if not parts:
+            return texture, visibility
+        strengths = None
+        if target_faces is not None:
+            strengths = regions.part_strengths(
+                parts,
+                np.asarray(source.texture_face.landmarks68)[None],
+                np.stack([f.landmarks68 for f in target_faces]),
+            )
+        weights = regions.region_weights(renderer, geometry, parts, strengths=strengths)
+        if not weights.any():
+            return texture, visibility
+        if target is None or target_faces is None:
+            return regions.hide_regions(texture, visibility, weights)
+        own = render_source_texture(
+            renderer, [target] * count, face_geometry(list(target_faces)), geometry
+        )
+        return regions.blend_textures(texture, visibility, *own, weights)
 
     def swap_faces(
-        self, target_rgb: np.ndarray, faces: list[Face], source: SourceIdentity
+        self,
+        target_rgb: np.ndarray,
+        faces: list[Face],
+        source: SourceIdentity,
+        expression_parts: str = EXPRESSION_PARTS,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For target faces: generated crops `(N, R, R, 3)` uint8, paste-back masks `(N, R, R)`
-        (see `paste`) and alignment matrices `(N, 2, 3)` (image → crop)."""
+        (see `paste`) and alignment matrices `(N, 2, 3)` (image → crop). Models that take the
+        source texture get the target's pixels over `expression_parts` (see
+        `source_texture`)."""
         from selfswap.geometry.mesh import Geometry
         from selfswap.nets.generator import composite
         from selfswap.nets.model import Guidance
@@ -241,7 +283,9 @@ class FaceSwapper:
                 geometry.expression,
                 geometry.camera,
             )
-            texture, visibility = self.source_texture(source, painted, len(faces))
+            texture, visibility = self.source_texture(
+                source, painted, len(faces), expression_parts, None, target_rgb, faces
+            )
             extra = {"texture": tensor(texture), "visibility": tensor(visibility)}
         with torch.no_grad():
             guidance = Guidance(
@@ -279,12 +323,15 @@ class FaceSwapper:
         masks: np.ndarray,
         matrices: np.ndarray,
         strength: float = 1.0,
+        expression_parts: str = EXPRESSION_PARTS,
+        frame: np.ndarray | None = None,
     ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
         """The generated crops at the size each face is shown, with the source's fine detail
         (`selfswap.swap.detail`): `(crops (S, S, 3) uint8, masks (S, S), matrices)` per face;
-        faces not much larger than the crop keep theirs."""
-        from selfswap.geometry.mesh import Geometry, face_geometry
-        from selfswap.geometry.texture import render_source_texture
+        faces not much larger than the crop keep theirs. Over `expression_parts` of the face
+        the detail comes from the target `frame` the faces are in (none without it; see
+        `source_texture`)."""
+        from selfswap.geometry.mesh import Geometry
         from selfswap.swap import detail
 
         out = ([], [], [])
@@ -300,11 +347,8 @@ class FaceSwapper:
                 np.asarray(face.expression, np.float32)[None],
                 align.camera_to_crop(face.camera, hi)[None],
             )
-            texture, visibility = render_source_texture(
-                self.renderer(side),
-                [source.texture_photo],
-                face_geometry([source.texture_face]),
-                painted,
+            texture, visibility = self.source_texture(
+                source, painted, 1, expression_parts, self.renderer(side), frame, [face]
             )
             sharp = detail.add_detail(
                 detail.upsample(crop, side),
@@ -347,17 +391,21 @@ class FaceSwapper:
         color_match: float = 0.0,
         detail: float = DETAIL,
         seam: float = SEAM,
+        expression_parts: str = EXPRESSION_PARTS,
     ) -> tuple[np.ndarray, np.ndarray]:
         """`frame` with `faces` swapped (a new array) and the model's crops: the swap
         (`swap_faces`), the source's detail at the faces' size (`add_detail`, `detail` in
-        [0, 1]) and the paste-back (`paste`, `color_match`)."""
+        [0, 1]) and the paste-back (`paste`, `color_match`); the parts of the face in
+        `expression_parts` follow the target's expression, not the source photo's pixels."""
         from selfswap.swap.occlusion import hold_back
 
-        crops, masks, matrices = self.swap_faces(frame, faces, source)
+        crops, masks, matrices = self.swap_faces(frame, faces, source, expression_parts)
         if seam > 0:  # matched to the photo where the face region ends, not around occluders
             crops = self.match_border(frame, crops, masks, matrices, seam)
         masks = hold_back(self, frame, faces, matrices, masks)
-        shown = self.add_detail(faces, source, crops, masks, matrices, detail)
+        shown = self.add_detail(
+            faces, source, crops, masks, matrices, detail, expression_parts, frame
+        )
         return self.paste(frame, *shown, color_match), crops
 
     def match_border(
@@ -386,13 +434,15 @@ class FaceSwapper:
         color_match: float = 0.0,
         detail: float = DETAIL,
         seam: float = SEAM,
+        expression_parts: str = EXPRESSION_PARTS,
     ) -> SwapResult:
         """Swap the source person (photos, or their `source_identity`) into the chosen faces
         of the target image.
 
         `faces`: "all", a list of indices (left to right), or a `Face` embedding `(128,)` to
         match within dlib's 0.6 distance (faces of one particular person). `color_match`:
-        see `paste`; `detail`: see `add_detail`; `seam`: see `match_border`.
+        see `paste`; `detail`: see `add_detail`; `seam`: see `match_border`;
+        `expression_parts`: see `swap_frame`.
         """
         target_rgb = as_rgb_array(target)
         by_reference = isinstance(faces, np.ndarray)
@@ -402,7 +452,9 @@ class FaceSwapper:
         chosen = select_faces(found, faces)
         source = sources if isinstance(sources, SourceIdentity) else self.source_identity(sources)
         picked = [found[i] for i in chosen]
-        out, crops = self.swap_frame(target_rgb, picked, source, color_match, detail, seam)
+        out, crops = self.swap_frame(
+            target_rgb, picked, source, color_match, detail, seam, expression_parts
+        )
         if watermark:
             out = embed_watermark(out, inplace=True)  # `out` is a new image (paste's copy)
         return SwapResult(out, found, chosen, crops, source.notes)
@@ -521,6 +573,7 @@ def swap_video(
     seam: float = SEAM,
     on_progress: Callable[[int, int | None, float], None] | None = None,
     cancel=None,
+    expression_parts: str = EXPRESSION_PARTS,
 ):
     """Swap the source person (photos, or their `source_identity`) into a video, keeping its
     frame timing and audio.
@@ -531,8 +584,8 @@ def swap_video(
     `SEARCH_EVERY` frames, at cuts and when a face is lost) faces are analysed in a crop
     around their last place (`FaceFollower`). `on_progress(done, total, fps)` is called
     after each frame and a set `cancel` (`threading.Event`) stops the work with
-    `selfswap.swap.video.Cancelled`, leaving no file (see `process_video`). Returns
-    `ProcessStats`.
+    `selfswap.swap.video.Cancelled`, leaving no file (see `process_video`).
+    `expression_parts`: see `FaceSwapper.swap_frame`. Returns `ProcessStats`.
     """
     from dataclasses import replace
 
@@ -565,7 +618,9 @@ def swap_video(
                 replace(f, **{k: np.asarray(s[k], np.float32) for k in ("box", *keys)})
                 for f, (_, s) in zip(picked, tracks)
             ]
-            out, _ = swapper.swap_frame(frame, smooth, source, color_match, detail, seam)
+            out, _ = swapper.swap_frame(
+                frame, smooth, source, color_match, detail, seam, expression_parts
+            )
         if not watermark:
             return out
         return embed_watermark(out, inplace=out is not frame)  # the frame is kept for cuts

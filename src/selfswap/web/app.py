@@ -97,9 +97,9 @@ def torch_threads(count: int):
 
 def live_swap(engine, frame: np.ndarray, faces: list, identity, options: SwapConfig) -> np.ndarray:
     """A webcam frame with `faces` swapped to `identity` as a video frame is
-    (`FaceSwapper.swap_frame` with the colour match, detail, seam and occlusion of
-    `options`), on `LIVE_THREADS` torch threads, watermarked; the frame itself is left as it
-    is."""
+    (`FaceSwapper.swap_frame` with the colour match, detail, seam, expression parts and
+    occlusion of `options`), on `LIVE_THREADS` torch threads, watermarked; the frame itself
+    is left as it is."""
     from selfswap.provenance import embed_watermark
     from selfswap.swap.occlusion import configure
 
@@ -108,8 +108,9 @@ def live_swap(engine, frame: np.ndarray, faces: list, identity, options: SwapCon
         configure(engine, options.keep_mouth, options.occlusion)
         with torch_threads(LIVE_THREADS):
             out, _ = engine.swap_frame(
-                frame, faces, identity, options.color_match, options.detail, options.seam
-            )
+                frame, faces, identity, options.color_match, options.detail, options.seam,
+                options.expression_parts,
+            )  # fmt: skip
     return embed_watermark(out, inplace=out is not frame)
 
 

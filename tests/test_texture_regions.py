@@ -1,0 +1,185 @@
+"""The parts of the face that keep the target's expression (`selfswap.geometry.regions`,
+`FaceSwapper.source_texture`, `SwapConfig.expression_parts`), on the public-domain faces: the
+astronaut smiles with her teeth showing, Grace Hopper's lips are closed."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from selfswap.errors import SelfswapError
+from selfswap.face import align
+from selfswap.geometry import regions
+from selfswap.geometry.mesh import Geometry, face_geometry
+
+R = 128
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from selfswap.swap.pipeline import FaceSwapper
+
+    return FaceSwapper.load("default")
+
+
+def _largest(engine, image):
+    return max(engine.analyzer.analyze(image), key=lambda f: f.width)
+
+
+def _polygon(points: np.ndarray) -> np.ndarray:
+    mask = np.zeros((R, R), np.uint8)
+    cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
+    return mask > 0
+
+
+@pytest.fixture(scope="module")
+def collins(engine, astronaut):
+    """The astronaut's face, its crop matrix, crop and landmarks in the crop."""
+    face = _largest(engine, astronaut)
+    matrix = align.alignment_matrix(face.landmarks68, R)
+    crop = align.warp_to_crop(astronaut, matrix, R)
+    return face, matrix, crop, align.transform_points(face.landmarks68, matrix)
+
+
+@pytest.fixture(scope="module")
+def hopper(engine, grace_hopper):
+    face = _largest(engine, grace_hopper)
+    return face, align.alignment_matrix(face.landmarks68, R)
+
+
+def _swap_geometry(source, face, matrix) -> Geometry:
+    """Source shape, the target face's expression, posed in its crop (what a swap paints)."""
+    return Geometry(
+        source.shape[None].astype(np.float32),
+        np.asarray(face.expression, np.float32)[None],
+        align.camera_to_crop(face.camera, matrix)[None],
+    )
+
+
+def test_parts_lie_on_their_landmarks(engine, collins):
+    face, matrix, _, points = collins
+    renderer = engine.masks.renderer
+    geometry = face_geometry([face], matrix[None])
+    mouth = regions.region_weights(renderer, geometry, ("mouth",))[0, 0]
+    eyes = regions.region_weights(renderer, geometry, ("eyes",))[0, 0]
+    both = regions.region_weights(renderer, geometry, ("mouth", "eyes"))[0, 0]
+    lips, eye = _polygon(points[48:60]), _polygon(points[36:42]) | _polygon(points[42:48])
+    # measured 0.79 of the lips (the 3DMM's lips sit a little off dlib's) and all of the eyes
+    assert (mouth[lips] > 0.5).mean() > 0.7 and (eyes[eye] > 0.5).mean() > 0.95
+    assert mouth[eye].max() == 0 and eyes[lips].max() == 0
+    np.testing.assert_array_equal(both, np.maximum(mouth, eyes))
+    silhouette = renderer.render_geometry(geometry, normals=False).silhouette[0, 0]
+    assert both[silhouette < 0.5].max() == 0
+    # regions, not the face: each part is a small share of it, with a soft edge
+    assert (mouth > 0.5).sum() < 0.15 * (silhouette > 0.5).sum()  # measured 0.11
+    assert ((mouth > 0.05) & (mouth < 0.95)).sum() > 0.3 * (mouth >= 0.95).sum()
+    assert regions.region_weights(renderer, geometry, ()).max() == 0
+
+
+def test_mouth_strength_follows_how_much_more_open_the_target_is(collins, hopper):
+    smile, closed = collins[0].landmarks68, hopper[0].landmarks68
+    opening = regions.mouth_opening(np.stack([smile, closed]))
+    assert opening[0] > 0.06 and opening[1] < 0.01  # measured 0.091 and 0.003
+    assert regions.mouth_strength(closed[None], smile[None])[0] == pytest.approx(1.0)
+    assert regions.mouth_strength(smile[None], closed[None])[0] == 0.0
+    assert regions.mouth_strength(smile[None], smile[None])[0] == 0.0
+    # scale and position of the landmarks do not matter
+    moved = 2.5 * np.stack([smile, closed]) + 40.0
+    np.testing.assert_allclose(regions.mouth_opening(moved), opening, rtol=1e-5)
+    assert regions.part_strengths(("eyes",), closed[None], smile[None]) is None
+
+
+def test_an_open_target_mouth_comes_from_the_target(engine, astronaut, grace_hopper, collins):
+    """Grace Hopper's closed lips onto the astronaut's smile: with `mouth` the texture over
+    the mouth follows the astronaut's own pixels (teeth, parted lips), elsewhere it is the
+    source's, unchanged."""
+    face, matrix, crop, _ = collins
+    source = engine.source_identity([grace_hopper])
+    geometry = _swap_geometry(source, face, matrix)
+    plain = engine.source_texture(source, geometry, 1, "none")
+    mouth = engine.source_texture(source, geometry, 1, "mouth", None, astronaut, [face])
+    weights = regions.region_weights(engine.masks.renderer, geometry, ("mouth",))[0, 0]
+    outside, inside = weights == 0, weights > 0.5
+    for a, b in zip(plain, mouth):
+        np.testing.assert_allclose(a[..., outside], b[..., outside], atol=1e-6)
+    target = crop @ LUMA / 255.0
+    luma = [t[0].transpose(1, 2, 0) @ LUMA for t, _ in (plain, mouth)]
+    correlation = [np.corrcoef(x[inside], target[inside])[0, 1] for x in luma]
+    assert correlation[1] > 0.8 and correlation[0] < 0.4  # measured 0.93 and 0.15
+    assert np.abs(mouth[0] - plain[0])[..., inside].mean() > 0.05
+    # the source texture's own function gives the unchanged texture
+    from selfswap.geometry.texture import render_source_texture
+
+    own = render_source_texture(
+        engine.masks.renderer, [source.texture_photo], face_geometry([source.texture_face]),
+        geometry,
+    )  # fmt: skip
+    for a, b in zip(own, plain):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_closed_target_mouth_keeps_the_source(engine, astronaut, grace_hopper, hopper):
+    """The astronaut's smile onto Grace Hopper's closed lips: nothing to take from the target
+    for the mouth; the eyes, when asked for, come from her, and only they."""
+    face, matrix = hopper
+    source = engine.source_identity([astronaut])
+    geometry = _swap_geometry(source, face, matrix)
+    plain = engine.source_texture(source, geometry, 1, "none")
+    mouth = engine.source_texture(source, geometry, 1, "mouth", None, grace_hopper, [face])
+    for a, b in zip(plain, mouth):
+        np.testing.assert_array_equal(a, b)
+    eyes = engine.source_texture(source, geometry, 1, "eyes", None, grace_hopper, [face])
+    weights = regions.region_weights(engine.masks.renderer, geometry, ("eyes",))[0, 0]
+    np.testing.assert_allclose(eyes[0][..., weights == 0], plain[0][..., weights == 0], atol=1e-6)
+    assert np.abs(eyes[0] - plain[0])[..., weights > 0.5].mean() > 0.05
+
+
+def test_without_a_target_the_parts_are_hidden(engine, grace_hopper, collins):
+    face, matrix, _, _ = collins
+    source = engine.source_identity([grace_hopper])
+    geometry = _swap_geometry(source, face, matrix)
+    plain = engine.source_texture(source, geometry, 1, "none")
+    hidden = engine.source_texture(source, geometry, 1, "both")
+    weights = regions.region_weights(engine.masks.renderer, geometry, ("mouth", "eyes"))
+    np.testing.assert_allclose(hidden[1], plain[1] * (1 - weights), atol=1e-6)
+    assert hidden[0][..., (weights[0, 0] == 1) | (plain[1][0, 0] == 0)].max() == 0
+
+
+def test_blend_and_colour_match_are_exact_where_they_should_be():
+    rng = np.random.default_rng(0)
+    texture, other = rng.uniform(0, 1, (2, 2, 3, 16, 16)).astype(np.float32)
+    visibility = rng.uniform(0, 1, (2, 1, 16, 16)).astype(np.float32)
+    other_visibility = np.ones_like(visibility)
+    zero, one = np.zeros_like(visibility), np.ones_like(visibility)
+    t, v = regions.blend_textures(texture, visibility, other, other_visibility, zero)
+    np.testing.assert_allclose(t, texture, atol=1e-6)
+    np.testing.assert_array_equal(v, visibility)
+    t, v = regions.blend_textures(texture, visibility, other, other_visibility, one, match=False)
+    np.testing.assert_allclose(t, other, atol=1e-6)
+    # a colour cast (gain and offset per channel) is taken out by the match
+    cast = texture * np.array([1.3, 0.8, 1.0], np.float32)[:, None, None] + 0.1
+    matched = regions.match_colours(cast, visibility, texture, visibility)
+    np.testing.assert_allclose(matched, texture, atol=1e-4)
+
+
+def test_expression_parts_is_a_swap_option(tmp_path):
+    from selfswap.cli import _swap_config, build_parser
+    from selfswap.swap.options import SwapConfig
+    from selfswap.swap.pipeline import EXPRESSION_PARTS
+
+    assert SwapConfig().expression_parts == EXPRESSION_PARTS == "mouth"
+    base = ["swap", "-s", "a.png", "-t", "b.png", "-o", "c.png"]
+    parser = build_parser()
+    config = _swap_config(parser.parse_args([*base, "--expression-parts", "both"]))
+    assert config == SwapConfig(expression_parts="both")
+    assert _swap_config(parser.parse_args([*base, "--set", "expression_parts=none"])) == (
+        SwapConfig(expression_parts="none")
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--expression-parts", "nose"])
+    with pytest.raises(SelfswapError, match="expression_parts must be one of"):
+        SwapConfig(expression_parts="nose")
+    with pytest.raises(ValueError, match="expression parts must be one of"):
+        regions.parts_of("nose")
