@@ -20,7 +20,9 @@ Measured per method:
   paste region;
 - face held back: share of the paste region not covered by an occluder that the method
   keeps from the target anyway (the swap it loses), on all faces and on clean faces;
-- ms per face of the method's mask (1 thread; the load average is printed with it).
+- ms per face of the method's mask (1 thread): wall-clock, and CPU time of the calling thread
+  (`time.thread_time`; TFLite and torch run in it with one thread), which the shared machine's
+  load inflates far less (the load average is printed with them).
 """
 
 from __future__ import annotations
@@ -57,51 +59,21 @@ def eval_textures() -> list[np.ndarray]:
     return out
 
 
-def _selfie(interp, image: np.ndarray) -> np.ndarray:
-    """Person probability `(H, W)` from MediaPipe's selfie segmentation (letterboxed 256²)."""
-    h, w = image.shape[:2]
-    side = max(h, w)
-    canvas = np.zeros((side, side, 3), np.uint8)
-    canvas[:h, :w] = image
-    x = cv2.resize(canvas, (256, 256), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-    interp.set_tensor(interp.get_input_details()[0]["index"], x[None])
-    interp.invoke()
-    p = interp.get_tensor(interp.get_output_details()[0]["index"])[0, :, :, 0]
-    return cv2.resize(p, (side, side), interpolation=cv2.INTER_LINEAR)[:h, :w]
-
-
 def hand_cutouts(cache: Path, limit: int = 80) -> list[np.ndarray]:
-    """RGBA cut-outs of real hands from celeba-wild-dev (cached in `cache`)."""
+    """RGBA cut-outs of real hands from celeba-wild-dev (cached in `cache`), cut the same way
+    as the training cut-outs (`selfswap.data.occluders.cut_hands`) but from evaluation-only
+    photos no training run sees."""
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as f:
             return [f[k] for k in sorted(f.files)]
-    from selfswap.swap.occlusion import HandLandmarker, hand_mask, litert_interpreter
+    from selfswap.data.occluders import cut_hands
+    from selfswap.swap.occlusion import HandLandmarker, litert_interpreter
 
-    tracker = HandLandmarker()
+    tracker = HandLandmarker(variant="full")
     selfie = litert_interpreter("selfie_segmentation")
     out = []
     for path in sorted((DATA / "celeba-wild-dev" / "images").glob("*.jpg")):
-        image = cv2.imread(str(path))[:, :, ::-1].copy()
-        h, w = image.shape[:2]
-        side = max(h, w)
-        for palm in tracker.palms(image, (0, 0, side, side)):
-            points, presence = tracker.landmarks(image, palm)
-            x0, y0 = np.floor(points.min(0)).astype(int)
-            x1, y1 = np.ceil(points.max(0)).astype(int)
-            if presence < 0.95 or min(x1 - x0, y1 - y0) < 50:
-                continue
-            pad = int(0.3 * max(x1 - x0, y1 - y0))
-            x0, y0, x1, y1 = max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, w), min(y1 + pad, h)
-            shift = np.array([[1, 0, -x0], [0, 1, -y0]], np.float64)
-            crop = image[y0:y1, x0:x1]
-            region = hand_mask([points], shift, max(crop.shape[:2]))[
-                : crop.shape[0], : crop.shape[1]
-            ]
-            person = _selfie(selfie, image)[y0:y1, x0:x1]
-            alpha = np.clip(region * np.clip((person - 0.3) / 0.4, 0, 1) * 255, 0, 255)
-            if alpha.mean() < 20:
-                continue
-            out.append(np.dstack([crop, alpha.astype(np.uint8)]))
+        out += cut_hands(cv2.imread(str(path))[:, :, ::-1].copy(), tracker, selfie)
         if len(out) >= limit:
             break
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +110,14 @@ def run(args: argparse.Namespace) -> str:
     seg.grow = seg.grow if args.grow is None else args.grow
     for m in ("segmenter", "both"):
         methods[m]._models["segmenter"] = seg
+    for variant in args.hand_models or ():  # the hands with other MediaPipe models
+        methods[f"hands ({variant})"] = Occlusion(occlusion="hands", hand_models=variant)
+    if args.compare_segmenter:  # another segmenter file (e.g. the previously shipped one)
+        old = OcclusionSegmenter.load(args.compare_segmenter)
+        for m in ("segmenter", "both"):
+            methods[f"{m} (compared)"] = Occlusion(occlusion=m)
+            methods[f"{m} (compared)"]._models["segmenter"] = old
+        methods["both (compared)"]._models["hands"] = methods["both"].hand_tracker
     for spec in args.sweep or ():  # segmenter variants "THRESHOLD/GROW"
         threshold, grow = (float(v) for v in spec.split("/"))
         variant = Occlusion(occlusion="segmenter")
@@ -149,6 +129,7 @@ def run(args: argparse.Namespace) -> str:
     kinds = [*EVAL_KINDS, "clean"]
     stats: dict = {m: {k: [] for k in kinds} for m in methods}
     times = {m: [] for m in methods}
+    cpu = {m: [] for m in methods}
     lost = 0
     for n, (source_name, _, target_name) in enumerate(
         pairs[args.offset : args.offset + args.faces]
@@ -175,9 +156,10 @@ def run(args: argparse.Namespace) -> str:
         inside = base[0] > 0.5
         touched = _region_frame(base[0], matrices[0], occluded.shape) & (alpha >= 0.5)
         for m, occ in methods.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             keep = occ.keep(occluded, [near], matrices, engine.size)
             times[m].append(time.perf_counter() - start)
+            cpu[m].append(time.thread_time() - start_cpu)
             out = engine.paste(occluded, crops, base * (1 - keep), matrices)
             diff = np.abs(out.astype(int) - occluded).max(axis=2)
             pred = keep[0] > 0.5
@@ -192,7 +174,7 @@ def run(args: argparse.Namespace) -> str:
             })  # fmt: skip
         if args.verbose:
             print(n, kind, {m: stats[m][kind][-1]["exact"] for m in methods}, flush=True)
-    return report(stats, times, lost, args, len(cutouts))
+    return report(stats, times, cpu, lost, args, len(cutouts))
 
 
 def _pool(rows: list[dict], key: str, total: str) -> float:
@@ -200,7 +182,7 @@ def _pool(rows: list[dict], key: str, total: str) -> float:
     return 100.0 * sum(r[key] for r in rows) / t if t else float("nan")
 
 
-def report(stats, times, lost, args, cutouts: int) -> str:
+def report(stats, times, cpu, lost, args, cutouts: int) -> str:
     load = os.getloadavg()
     lines = [
         "# Occlusion-aware swaps (issue #17)",
@@ -211,6 +193,8 @@ def report(stats, times, lost, args, cutouts: int) -> str:
         + (f" --threshold {args.threshold}" if args.threshold is not None else "")
         + (f" --grow {args.grow}" if args.grow is not None else "")
         + (f" --sweep {' '.join(args.sweep)}" if args.sweep else "")
+        + (f" --hand-models {' '.join(args.hand_models)}" if args.hand_models else "")
+        + (f" --compare-segmenter {args.compare_segmenter}" if args.compare_segmenter else "")
         + "`",
         "",
         f"{sum(len(v) for v in stats['none'].values())} LFW eval faces (pairs file order), "
@@ -219,18 +203,19 @@ def report(stats, times, lost, args, cutouts: int) -> str:
         "from celeba-wild-dev), and clean faces. Pooled over pixels.",
         "",
         "| method | survive exact % | survive ≤4 % | IoU % | face held back % (all) | "
-        "held back % (clean faces) | ms / face |",
-        "|---|---|---|---|---|---|---|",
+        "held back % (clean faces) | ms / face | CPU ms / face |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m, by_kind in stats.items():
         rows = [r for k, v in by_kind.items() if k != "clean" for r in v]
         everything = [r for v in by_kind.values() for r in v]
         ms = 1000 * np.median(times[m]) if times[m] else float("nan")
+        cpu_ms = 1000 * np.median(cpu[m]) if cpu[m] else float("nan")
         lines.append(
             f"| {m} | {_pool(rows, 'exact', 'occluder_px'):.1f} | "
             f"{_pool(rows, 'near', 'occluder_px'):.1f} | {_pool(rows, 'inter', 'union'):.1f} | "
             f"{_pool(everything, 'held', 'clean_px'):.1f} | "
-            f"{_pool(by_kind['clean'], 'held', 'clean_px'):.1f} | {ms:.1f} |"
+            f"{_pool(by_kind['clean'], 'held', 'clean_px'):.1f} | {ms:.1f} | {cpu_ms:.1f} |"
         )
     lines += ["", "Survive exact % by occluder kind:", "",
               "| method | " + " | ".join(k for k in stats["none"] if k != "clean") + " |",
@@ -319,6 +304,13 @@ def main() -> None:
     p.add_argument("--threshold", type=float, help="segmenter probability threshold")
     p.add_argument("--grow", type=float, help="segmenter mask growth, fraction of R")
     p.add_argument("--sweep", nargs="*", help="extra segmenter variants THRESHOLD/GROW")
+    p.add_argument(
+        "--hand-models",
+        nargs="*",
+        choices=["lite", "full"],
+        help="extra rows: the hands with these MediaPipe model variants",
+    )
+    p.add_argument("--compare-segmenter", help="extra rows: segmenter and both with this file")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "occlusion.md")
     p.add_argument("--sheet", type=Path, help="write the public-domain contact sheet instead")
     p.add_argument("--verbose", action="store_true")

@@ -24,7 +24,8 @@ from selfswap.swap.occlusion import (
     mouth_mask,
 )
 
-HAND_MODELS = ("palm_detection_full", "hand_landmark_full")
+HAND_MODELS = ("palm_detection_lite", "hand_landmark_lite")
+FULL_HAND_MODELS = ("palm_detection_full", "hand_landmark_full")
 
 
 def _models_ok(*names: str) -> bool:
@@ -35,6 +36,9 @@ def _models_ok(*names: str) -> bool:
 
 
 needs_hands = pytest.mark.skipif(not _models_ok(*HAND_MODELS), reason="hand models not pulled")
+needs_full_hands = pytest.mark.skipif(
+    not _models_ok(*FULL_HAND_MODELS), reason="full hand models not pulled"
+)
 needs_segmenter = pytest.mark.skipif(not _models_ok("occluder"), reason="no occlusion segmenter")
 
 
@@ -168,6 +172,131 @@ def test_hands_find_no_hand_on_a_face_without_hands(swapper, astronaut, grace_ho
                           _swap(swapper, grace_hopper, astronaut))  # fmt: skip
 
 
+@needs_full_hands
+def test_full_hand_models_find_no_hand_either(astronaut, astronaut_face):
+    from selfswap.swap.occlusion import search_region
+
+    tracker = HandLandmarker(variant="full")
+    assert tracker.model_names == FULL_HAND_MODELS
+    assert tracker.hands(astronaut, search_region(astronaut_face.box)) == []
+    with pytest.raises(ValueError, match="lite"):
+        HandLandmarker(variant="huge")
+
+
+def test_nearby_faces_share_one_palm_search_and_far_ones_do_not():
+    from selfswap.swap.occlusion import HAND_SEARCH, _group_regions, search_region
+
+    a, b = np.array([100, 100, 160, 170.0]), np.array([180, 110, 240, 180.0])
+    far = np.array([900, 100, 960, 170.0])
+    one = _group_regions([search_region(a), search_region(b)])
+    assert len(one) == 1
+    x0, y0, side, side2 = one[0]
+    assert side == side2 and side <= 1.5 * HAND_SEARCH * 70 + 1
+    for box in (a, b):  # the joined square holds both faces' own squares
+        r = search_region(box)
+        assert x0 <= r[0] and y0 <= r[1] and r[0] + r[2] <= x0 + side and r[1] + r[3] <= y0 + side
+    assert len(_group_regions([search_region(a), search_region(far)])) == 2
+    assert _group_regions([search_region(a)]) == [search_region(a)]
+
+
+def test_only_palms_whose_hand_box_reaches_a_face_get_landmarks():
+    from selfswap.swap.occlusion import _reaches
+
+    faces = np.array([[100, 100, 160, 170.0]])
+    # palm rows (cx, cy, w, h, wrist x, y, middle knuckle x, y): fingers up
+    near = np.array([130, 200, 30, 30, 130, 215, 130, 185.0])
+    far = np.array([400, 400, 30, 30, 400, 415, 400, 385.0])
+    assert _reaches(HandLandmarker.hand_box(near), faces)
+    assert not _reaches(HandLandmarker.hand_box(far), faces)
+
+    class Counting(HandLandmarker):
+        calls = 0
+
+        def palms(self, image, region):
+            return [near, far]
+
+        def landmarks(self, image, palm):
+            Counting.calls += 1
+            return np.tile(palm[:2], (21, 1)), 1.0
+
+    tracker = Counting()
+    found = tracker.frame_hands(np.zeros((500, 500, 3), np.uint8), faces)
+    assert Counting.calls == 1 and len(found) == 1 and found[0][0, 0] == 130
+
+
+def test_real_hand_cutouts_are_a_training_kind(tmp_path, astronaut, astronaut_face):
+    from selfswap.data.occluders import (
+        EVAL_KINDS,
+        TRAIN_KINDS,
+        load_cutouts,
+        occlude,
+        training_kinds,
+    )
+
+    assert training_kinds(0) == TRAIN_KINDS
+    kinds = training_kinds(50)
+    assert "realhand" in kinds and 0.3 <= kinds.count("realhand") / len(kinds) <= 0.45
+    assert not set(kinds) & set(EVAL_KINDS)  # the benchmark's kinds stay held out
+    cut = np.zeros((60, 40, 4), np.uint8)
+    cut[..., :3] = (250, 20, 20)
+    cut[10:50, 5:35, 3] = 255
+    np.savez_compressed(tmp_path / "shard-x-000000.npz", **{"000": cut, "001": cut})
+    np.savez_compressed(tmp_path / "shard-x-000002.npz")  # a shard that found nothing
+    cutouts = load_cutouts(tmp_path)
+    assert len(cutouts) == 2 and cutouts[0].shape == (60, 40, 4)
+    rng = np.random.default_rng(0)
+    out, alpha, kind = occlude(astronaut, astronaut_face.landmarks68, rng, ("realhand",),
+                               cutouts=cutouts)  # fmt: skip
+    assert kind == "realhand" and alpha.shape == astronaut.shape[:2]
+    covered = alpha > 0.99
+    assert covered.sum() > 500  # a cut-out the size of a hand, over the face
+    assert (out[covered][:, 0].astype(int) - out[covered][:, 2] > 100).all()  # its red pixels
+    assert np.array_equal(out[alpha == 0], astronaut[alpha == 0])
+
+
+def test_cut_hands_keeps_the_hand_where_the_person_is():
+    from selfswap.data.occluders import cut_hands
+
+    image = np.full((200, 200, 3), 90, np.uint8)
+    hand = [[100, 150]] + [[80 - 4 * k, 140 - 8 * k] for k in range(4)]  # wrist, thumb
+    for x in (88, 98, 108, 118):
+        hand += [[x, 120 - 12 * k] for k in range(4)]
+    hand = np.array(hand, np.float64)
+
+    class Tracker:
+        def palms(self, image, region):
+            return [np.zeros(8)]
+
+        def landmarks(self, image, palm):
+            return hand, 0.99
+
+    class Selfie:  # the person fills the left half of the picture
+        def get_input_details(self):
+            return [{"index": 0}]
+
+        get_output_details = get_input_details
+
+        def set_tensor(self, index, x):
+            assert x.shape == (1, 256, 256, 3)
+
+        def invoke(self):
+            pass
+
+        def get_tensor(self, index):
+            p = np.zeros((1, 256, 256, 1), np.float32)
+            p[:, :, :128] = 1
+            return p
+
+    (cut,) = cut_hands(image, Tracker(), Selfie())
+    assert cut.dtype == np.uint8 and cut.shape[2] == 4
+    x0 = int(hand[:, 0].min() - 0.3 * np.ptp(hand[:, 1]))  # the crop's left edge (30 % pad)
+    alpha = cut[..., 3]
+    assert alpha[:, : 95 - x0].max() == 255  # the hand, where the person is
+    assert alpha[:, 105 - x0 :].max() == 0  # nothing right of the person
+    assert cut_hands(image, type("Low", (Tracker,), {"landmarks": lambda s, i, p: (hand, 0.5)})(),
+                     Selfie()) == []  # fmt: skip
+
+
 def test_occlusion_options_are_swap_config_fields_and_cli_flags():
     from selfswap.cli import _swap_config, build_parser
     from selfswap.swap.options import SwapConfig
@@ -206,3 +335,22 @@ def test_cli_swap_keeps_the_occluder_with_the_flag(tmp_path, astronaut, astronau
     inner = cv2.erode(disc.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     swapped = load_image(out)
     assert (np.abs(swapped[inner].astype(int) - occluded[inner]) <= 2).all(axis=1).mean() >= 0.95
+
+
+def test_training_batches_draw_real_hand_cutouts(astronaut, astronaut_face):
+    from selfswap.train.occluder import make_batch
+
+    matrix = align.alignment_matrix(astronaut_face.landmarks68, 128)
+    crop = align.warp_to_crop(astronaut, matrix, 128)
+    marks = align.transform_points(astronaut_face.landmarks68, matrix)
+    cut = np.zeros((50, 40, 4), np.uint8)
+    cut[..., :3] = (20, 240, 20)  # a green "hand" no face or synthetic occluder has
+    cut[5:45, 5:35, 3] = 255
+    images, targets, weights = make_batch(
+        crop[None], marks[None], [], 24, np.random.default_rng(1), [cut]
+    )
+    assert images.shape == (24, 3, 128, 128) and targets.shape == weights.shape == (24, 1, 128, 128)
+    assert targets.min() >= 0 and targets.max() <= 1 and targets.amax((1, 2, 3)).max() > 0.9
+    green = (images[:, 1] - images[:, 0] > 0.5) & (images[:, 1] - images[:, 2] > 0.5)
+    assert green.any()  # some samples carry the cut-out, and their target covers it
+    assert (targets[:, 0][green] > 0.5).float().mean() > 0.9

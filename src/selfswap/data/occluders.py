@@ -7,20 +7,29 @@ image and the occluder's coverage `(H, W)` float32 in [0, 1]. Works at any scale
 training crop or a whole photo): sizes are fractions of the face's eye-to-mouth geometry.
 
 Kinds used in training (`TRAIN_KINDS`): synthetic hands and arms, polygons and ellipses,
-hair strands, glasses (rims and tinted lenses). Kinds held out for evaluation
-(`EVAL_KINDS`): microphones, held objects (rounded rectangles), scarves over the lower face,
-and real hand cut-outs given as RGBA images (`cutouts`). Training textures come from the
-training faces' own photos (`textures`); evaluation draws with another set (e.g. the
-scikit-image sample pictures), so no evaluation occluder looks like a training one.
+hair strands, glasses (rims and tinted lenses), and `realhand`: real hands cut out of
+*training* photos (`cut_hands`, cached by `python -m selfswap.data.occluders` under
+`~/.cache/selfswap/occluder-cutouts`), given as RGBA images (`cutouts`). Kinds held out for
+evaluation (`EVAL_KINDS`): microphones, held objects (rounded rectangles), scarves over the
+lower face, and real hand cut-outs of evaluation-only photos (`cutout`, celeba-wild-dev).
+Training textures come from the training faces' own photos (`textures`); evaluation draws
+with another set (e.g. the scikit-image sample pictures), so no evaluation occluder looks
+like a training one.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+#: Synthetic training kinds; `realhand` (real cut-outs of training photos) joins them when
+#: cut-outs are given (`training_kinds`).
 TRAIN_KINDS = ("hand", "object", "hair", "glasses")
 EVAL_KINDS = ("mic", "held", "scarf", "cutout")
 
@@ -231,6 +240,15 @@ def _scarf(shape, landmarks68: np.ndarray, scale: float, rng) -> np.ndarray:
     return mask
 
 
+def training_kinds(real_cutouts: int, real_share: float = 0.35) -> tuple[str, ...]:
+    """The kinds `occlude` draws from in training: `TRAIN_KINDS`, plus `realhand` about
+    `real_share` of the time when there are real cut-outs (repeated kinds weigh more)."""
+    if not real_cutouts:
+        return TRAIN_KINDS
+    n = max(1, round(real_share / (1 - real_share) * len(TRAIN_KINDS)))
+    return TRAIN_KINDS + ("realhand",) * n
+
+
 def _cutout(image_shape, centre, scale: float, cutout: np.ndarray, rng):
     """An RGBA cut-out `(h, w, 4)` uint8 placed over the face: fill and alpha."""
     h, w = image_shape
@@ -265,6 +283,13 @@ def occlude(
     if kind == "cutout":
         fill, alpha = _cutout(shape, centre, scale, cutouts[rng.integers(len(cutouts))], rng)
         fill = fill * rng.uniform(0.8, 1.2)
+        return _compose(image, alpha, fill), alpha, kind
+    if kind == "realhand":  # a training photo's real hand: flipped, recoloured, resized
+        cut = cutouts[rng.integers(len(cutouts))]
+        if rng.random() < 0.5:
+            cut = cut[:, ::-1]
+        fill, alpha = _cutout(shape, centre, scale * rng.uniform(0.8, 1.2), cut, rng)
+        fill = fill * rng.uniform(0.85, 1.15, 3) * rng.uniform(0.8, 1.2)
         return _compose(image, alpha, fill), alpha, kind
     if kind == "hand":
         mask = np.zeros(shape, np.uint8)
@@ -309,3 +334,130 @@ def occlude(
     alpha = cv2.GaussianBlur(mask, (0, 0), soft).astype(np.float32) / 255.0
     alpha = np.where(mask > 0, np.maximum(alpha, mask / 255.0), alpha).astype(np.float32)
     return _compose(image, alpha, fill), alpha, kind
+
+
+# ---------------------------------------------------------------- real hand cut-outs
+
+
+def selfie_probability(interp, image: np.ndarray) -> np.ndarray:
+    """Person probability `(H, W)` from MediaPipe's selfie segmentation (letterboxed 256²)."""
+    h, w = image.shape[:2]
+    side = max(h, w)
+    canvas = np.zeros((side, side, 3), np.uint8)
+    canvas[:h, :w] = image
+    x = cv2.resize(canvas, (256, 256), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    interp.set_tensor(interp.get_input_details()[0]["index"], x[None])
+    interp.invoke()
+    p = interp.get_tensor(interp.get_output_details()[0]["index"])[0, :, :, 0]
+    return cv2.resize(p, (side, side), interpolation=cv2.INTER_LINEAR)[:h, :w]
+
+
+def cut_hands(
+    image: np.ndarray, tracker, selfie, presence: float = 0.95, min_side: int = 50
+) -> list[np.ndarray]:
+    """RGBA cut-outs `(h, w, 4)` uint8 of the hands MediaPipe finds in a whole photo
+    `(H, W, 3)` uint8 RGB: the hand region of its 21 points (`swap.occlusion.hand_mask`)
+    times the selfie segmentation's person probability (ramped 0.3-0.7), padded by 30 %.
+    tracker: a `swap.occlusion.HandLandmarker`; selfie: the `selfie_segmentation`
+    interpreter. Hands under `presence` or smaller than `min_side` pixels are skipped."""
+    from selfswap.swap.occlusion import hand_mask
+
+    h, w = image.shape[:2]
+    side = max(h, w)
+    out, person = [], None
+    for palm in tracker.palms(image, (0, 0, side, side)):
+        points, score = tracker.landmarks(image, palm)
+        x0, y0 = np.floor(points.min(0)).astype(int)
+        x1, y1 = np.ceil(points.max(0)).astype(int)
+        if score < presence or min(x1 - x0, y1 - y0) < min_side:
+            continue
+        pad = int(0.3 * max(x1 - x0, y1 - y0))
+        x0, y0, x1, y1 = max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, w), min(y1 + pad, h)
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            continue
+        shift = np.array([[1, 0, -x0], [0, 1, -y0]], np.float64)
+        crop = image[y0:y1, x0:x1]
+        region = hand_mask([points], shift, max(crop.shape[:2]))[: crop.shape[0], : crop.shape[1]]
+        if person is None:
+            person = selfie_probability(selfie, image)
+        alpha = np.clip(region * np.clip((person[y0:y1, x0:x1] - 0.3) / 0.4, 0, 1) * 255, 0, 255)
+        if alpha.mean() < 20:
+            continue
+        out.append(np.dstack([crop, alpha.astype(np.uint8)]))
+    return out
+
+
+def load_cutouts(folder: Path, limit: int | None = None) -> list[np.ndarray]:
+    """The RGBA cut-outs cached in `folder` (`shard-*.npz`), in shard order."""
+    out: list[np.ndarray] = []
+    for shard in sorted(Path(folder).expanduser().glob("shard-*.npz")):
+        with np.load(shard, allow_pickle=False) as f:
+            out += [f[k] for k in sorted(f.files)]
+    return out[:limit] if limit else out
+
+
+def _training_photos(source: str, data: Path) -> list[Path]:
+    """Training photos of one source, in a fixed shuffled order. Never evaluation data:
+    `lfw` = `splits/lfw_train.txt`; `dfl` = the CelebA DFL faceset files listed in
+    `splits/celeba_dfl256_identity.csv` (its held-out people excluded)."""
+    if source == "lfw":
+        names = (data / "splits" / "lfw_train.txt").read_text().split()
+        paths = [data / "lfw" / n for n in names]
+    elif source == "dfl":
+        raw = Path("~/.cache/selfswap/raw/celeba_dfl256").expanduser()
+        lines = (data / "splits" / "celeba_dfl256_identity.csv").read_text().splitlines()[1:]
+        paths = [raw / line.split(",")[0] for line in lines if line]
+    else:
+        raise ValueError(f"unknown cut-out source {source!r}")
+    order = np.random.default_rng(17).permutation(len(paths))
+    return [paths[i] for i in order]
+
+
+def build_cutouts(args: argparse.Namespace, log=print) -> int:
+    """Cut real hands out of training photos into `args.out` (resumable: one shard per
+    `args.chunk` photos; shards already written are skipped)."""
+    from selfswap.swap.occlusion import HandLandmarker, litert_interpreter
+
+    out = Path(args.out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    tracker, selfie = HandLandmarker(), litert_interpreter("selfie_segmentation")
+    start, total = time.perf_counter(), len(load_cutouts(out))
+    for source in args.sources:
+        photos = _training_photos(source, Path(args.data).expanduser())[: args.photos]
+        for first in range(0, len(photos), args.chunk):
+            shard = out / f"shard-{source}-{first:06d}.npz"
+            if shard.is_file():
+                continue
+            if time.perf_counter() - start > args.minutes * 60:
+                log(f"time budget spent; {total} cut-outs")
+                return total
+            found = []
+            for path in photos[first : first + args.chunk]:
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                if image is not None:
+                    found += cut_hands(np.ascontiguousarray(image[:, :, ::-1]), tracker, selfie)
+            np.savez_compressed(shard.with_suffix(".part.npz"),
+                                **{f"{i:03d}": c for i, c in enumerate(found)})  # fmt: skip
+            shard.with_suffix(".part.npz").replace(shard)
+            total += len(found)
+            log(json.dumps({"shard": shard.name, "found": len(found), "total": total,
+                            "seconds": round(time.perf_counter() - start)}))  # fmt: skip
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Cut real hands out of training photos (RGBA cache).")
+    p.add_argument("--out", default="~/.cache/selfswap/occluder-cutouts")
+    p.add_argument("--data", default=str(Path(__file__).resolve().parents[3].parent / "shared"
+                                         / "data"), help="the shared data folder")  # fmt: skip
+    p.add_argument("--sources", nargs="+", default=["dfl", "lfw"], choices=["dfl", "lfw"])
+    p.add_argument("--photos", type=int, default=None, help="at most this many per source")
+    p.add_argument("--chunk", type=int, default=250, help="photos per shard")
+    p.add_argument("--minutes", type=float, default=30.0)
+    args = p.parse_args(argv)
+    build_cutouts(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

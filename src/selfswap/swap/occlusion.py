@@ -10,10 +10,13 @@ the kept region by the blur radius (3 % of R) and leaves it bit-identical.
 - **keep_mouth**: the inner-lip polygon (68-point landmarks 60–67), grown by `MOUTH_GROW`·R
   and softened; a closed mouth keeps nothing.
 - **hands**: MediaPipe palm detection and hand landmarks (TFLite, run with `ai-edge-litert`
-  like the BlazeFace detector), on a square `HAND_SEARCH` face widths wide around each face;
-  a hand is the convex hull of its 21 points plus its finger bones drawn one finger wide.
+  like the BlazeFace detector; the `lite` models by default), once per frame on a square
+  `HAND_SEARCH` face widths wide around the faces (one square per group of nearby faces);
+  the landmark model only runs for palms whose hand box reaches a face. A hand is the convex
+  hull of its 21 points plus its finger bones drawn one finger wide.
 - **segmenter**: selfswap's own small occlusion segmenter (`selfswap.nets.occluder`), trained
-  on synthetic occlusions of LFW training faces (`selfswap.train.occluder`).
+  on synthetic occlusions and real hand cut-outs over LFW training faces
+  (`selfswap.train.occluder`).
 
 `Occlusion` holds the options and the lazily loaded models; `configure(engine, ...)` puts
 one on a `FaceSwapper`, whose `swap_frame` calls `hold_back` on its paste masks after the
@@ -46,8 +49,14 @@ HAND_SEARCH = 3.0
 #: Palm score (MediaPipe's default 0.5) and hand-presence threshold of the landmark model.
 PALM_SCORE = 0.5
 HAND_PRESENCE = 0.5
-#: At most this many hands per face region (MediaPipe's default max_num_hands is 2).
+#: At most this many hands per searched square (MediaPipe's default max_num_hands is 2).
 MAX_HANDS = 2
+#: MediaPipe model variant of the hand tracker: "lite" or "full". On benchmarks/occlusion.py
+#: the lite models add 10.1 ms CPU per face (full: 12.5) and keep 62 % of real hands (66 %).
+HAND_MODELS = "lite"
+#: Faces whose search squares, joined, are at most this much wider than the largest one
+#: share one palm detection.
+HAND_JOIN = 1.5
 #: Extra dilation of a hand's region, in finger widths (the points run along finger axes).
 HAND_GROW = 0.25
 
@@ -129,29 +138,36 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 class HandLandmarker:
     """MediaPipe's two-stage hand tracker without MediaPipe: palm detection
-    (`palm_detection_full`, 192x192) on a square region, then hand landmarks
-    (`hand_landmark_full`, 224x224) in the rotated box MediaPipe derives from each palm.
-    Stateless between calls. `hands(image, region)` → list of `(21, 2)` points in image
-    pixels."""
+    (`palm_detection_{variant}`, 192x192) on a square region, then hand landmarks
+    (`hand_landmark_{variant}`, 224x224) in the rotated box MediaPipe derives from each palm;
+    variant "lite" or "full". Stateless between calls. `hands(image, region)` → list of
+    `(21, 2)` points in image pixels."""
 
     PALM_SIZE, HAND_SIZE = 192, 224
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, variant: str = HAND_MODELS) -> None:
         from selfswap.face.detect import _blaze_anchors
 
+        if variant not in ("lite", "full"):
+            raise ValueError(f"hand model variant must be 'lite' or 'full', not {variant!r}")
         self.threads = threads
+        self.variant = variant
         spec = SimpleNamespace(size=self.PALM_SIZE, strides=(8, 16, 16, 16), anchors_per_layer=2)
         self.anchors = _blaze_anchors(spec)  # the SSD layout MediaPipe's palm model uses
 
+    @property
+    def model_names(self) -> tuple[str, str]:
+        return f"palm_detection_{self.variant}", f"hand_landmark_{self.variant}"
+
     @cached_property
     def _palm(self):
-        interp = litert_interpreter("palm_detection_full", self.threads)
+        interp = litert_interpreter(self.model_names[0], self.threads)
         outs = sorted(interp.get_output_details(), key=lambda d: int(d["shape"][-1]))
         return interp, interp.get_input_details()[0]["index"], outs[1]["index"], outs[0]["index"]
 
     @cached_property
     def _hand(self):
-        interp = litert_interpreter("hand_landmark_full", self.threads)
+        interp = litert_interpreter(self.model_names[1], self.threads)
         outs = {d["name"]: d["index"] for d in interp.get_output_details()}
         # Identity: 21 x (x, y, z) in input pixels; Identity_1: hand presence
         return interp, interp.get_input_details()[0]["index"], outs["Identity"], outs["Identity_1"]
@@ -192,16 +208,21 @@ class HandLandmarker:
         rows[:, [1, 5, 7]] += y0
         return list(rows)
 
-    def landmarks(self, image: np.ndarray, palm: np.ndarray) -> tuple[np.ndarray, float]:
-        """The 21 points `(21, 2)` (image pixels) of the hand a palm detection found, and the
-        model's hand-presence score."""
+    @staticmethod
+    def hand_box(palm: np.ndarray) -> tuple[float, float, float, float]:
+        """MediaPipe's palm → hand box: shifted half a box towards the fingers, squared,
+        x2.6. Returns `(cx, cy, side, rotation)` in image pixels and radians."""
         cx, cy, w, h, wx, wy, mx, my = (float(v) for v in palm)
         rotation = np.pi / 2 - np.arctan2(-(my - wy), mx - wx)
         rotation = (rotation + np.pi) % (2 * np.pi) - np.pi
+        cx, cy = cx + 0.5 * h * np.sin(rotation), cy - 0.5 * h * np.cos(rotation)
+        return cx, cy, 2.6 * max(w, h), rotation
+
+    def landmarks(self, image: np.ndarray, palm: np.ndarray) -> tuple[np.ndarray, float]:
+        """The 21 points `(21, 2)` (image pixels) of the hand a palm detection found, and the
+        model's hand-presence score."""
+        cx, cy, side, rotation = self.hand_box(palm)
         cos, sin = np.cos(rotation), np.sin(rotation)
-        # MediaPipe's palm → hand box: shift half a box towards the fingers, square, x2.6
-        cx, cy = cx + 0.5 * h * sin, cy - 0.5 * h * cos
-        side = 2.6 * max(w, h)
         s = self.HAND_SIZE
         a = side / s * np.array([[cos, -sin], [sin, cos]])  # input pixels → image pixels
         from_input = np.concatenate([a, (np.array([cx, cy]) - a @ [s / 2, s / 2])[:, None]], 1)
@@ -214,14 +235,60 @@ class HandLandmarker:
         presence = float(np.ravel(interp.get_tensor(presence_idx))[0])
         return align.transform_points(points, from_input), presence
 
-    def hands(self, image: np.ndarray, region: tuple[int, int, int, int]) -> list[np.ndarray]:
-        """Hands `(21, 2)` whose palm is found in `region` and whose presence score passes."""
+    def hands(
+        self, image: np.ndarray, region: tuple[int, int, int, int], near=None
+    ) -> list[np.ndarray]:
+        """Hands `(21, 2)` whose palm is found in `region` and whose presence score passes.
+        near: face boxes `(M, 4)`; when given, a palm whose hand box (the rotated box's
+        bounding square) misses all of them is skipped without running the landmark model
+        (it cannot cover a face)."""
         found = []
         for palm in self.palms(image, region):
+            if near is not None and not _reaches(self.hand_box(palm), near):
+                continue
             points, presence = self.landmarks(image, palm)
             if presence >= HAND_PRESENCE:
                 found.append(points)
         return found
+
+    def frame_hands(self, image: np.ndarray, boxes) -> list[np.ndarray]:
+        """All hands that may cover one of the face `boxes` `(M, 4)`: one palm detection per
+        group of faces whose search squares join into one at most `HAND_JOIN` times wider
+        than the largest of them (one for the usual single face or a close pair)."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        found: list[np.ndarray] = []
+        for group in _group_regions([search_region(b) for b in boxes]):
+            found += self.hands(image, group, near=boxes)
+        return found
+
+
+def _reaches(hand_box: tuple[float, float, float, float], boxes: np.ndarray) -> bool:
+    """Whether a hand box `(cx, cy, side, rotation)` overlaps any face box `(x0, y0, x1, y1)`
+    (the rotated square's bounding square, √2·side/2 from its centre)."""
+    cx, cy, side, _ = hand_box
+    r = side * 0.7072
+    return bool(np.any((boxes[:, 0] < cx + r) & (boxes[:, 2] > cx - r)
+                       & (boxes[:, 1] < cy + r) & (boxes[:, 3] > cy - r)))  # fmt: skip
+
+
+def _group_regions(regions: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Squares to search: each region joined greedily into a group while the group's
+    bounding square stays within `HAND_JOIN` times its largest member."""
+    groups: list[tuple[list[int], int]] = []  # (bounds x0, y0, x1, y1), largest side
+    for x0, y0, side, _ in sorted(regions, key=lambda r: -r[2]):
+        for i, (b, largest) in enumerate(groups):
+            joined = [min(b[0], x0), min(b[1], y0), max(b[2], x0 + side), max(b[3], y0 + side)]
+            if max(joined[2] - joined[0], joined[3] - joined[1]) <= HAND_JOIN * largest:
+                groups[i] = (joined, largest)
+                break
+        else:
+            groups.append(([x0, y0, x0 + side, y0 + side], side))
+    out = []
+    for b, _ in groups:
+        side = max(b[2] - b[0], b[3] - b[1])
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        out.append((round(cx - side / 2), round(cy - side / 2), side, side))
+    return out
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -245,11 +312,13 @@ class Occlusion:
     """The occlusion options of a swap and the models they need (loaded on first use).
 
     keep_mouth: keep the target's inner mouth (teeth, tongue). occlusion: "none", "hands"
-    (MediaPipe hands), "segmenter" (selfswap's occlusion segmenter) or "both"."""
+    (MediaPipe hands), "segmenter" (selfswap's occlusion segmenter) or "both". hand_models:
+    the MediaPipe variant, "lite" or "full"."""
 
     keep_mouth: bool = False
     occlusion: str = "none"
     threads: int = 1
+    hand_models: str = HAND_MODELS
     _models: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -265,7 +334,7 @@ class Occlusion:
     @property
     def hand_tracker(self) -> HandLandmarker:
         if "hands" not in self._models:
-            self._models["hands"] = HandLandmarker(self.threads)
+            self._models["hands"] = HandLandmarker(self.threads, self.hand_models)
         return self._models["hands"]
 
     @property
@@ -289,11 +358,8 @@ class Occlusion:
             )
             parts["mouth"] = mouth_mask(points, size)
         if self.occlusion in ("hands", "both"):
-            masks = []
-            for face, m in zip(faces, matrices):
-                hands = self.hand_tracker.hands(frame, search_region(face.box))
-                masks.append(hand_mask(hands, m, size))
-            parts["hands"] = np.stack(masks)
+            hands = self.hand_tracker.frame_hands(frame, [f.box for f in faces])
+            parts["hands"] = np.stack([hand_mask(hands, m, size) for m in matrices])
         if self.occlusion in ("segmenter", "both"):
             crops = np.stack([align.warp_to_crop(frame, m, size) for m in matrices])
             parts["segmenter"] = self.segmenter.predict(crops)

@@ -2,17 +2,21 @@
 
 Faces: aligned 128-px crops of a prepared training set (`selfswap prepare`, e.g. LFW train);
 occluders: `selfswap.data.occluders.TRAIN_KINDS` drawn with textures cut from the training
-photos' own corners (backgrounds, clothes), so the evaluation's occluders and textures stay
-unseen. Target: the occluder's coverage; the loss counts the face region (68-point hull with
-the forehead, grown) fully and the rest of the crop at `OUTSIDE_WEIGHT`, since only the face
-region is ever pasted.
+photos' own corners (backgrounds, clothes), and with `--cutouts` real hands cut out of
+training photos (`python -m selfswap.data.occluders`, kind `realhand`), so the evaluation's
+occluders, textures and hand photos stay unseen. Target: the occluder's coverage; the loss
+counts the face region (68-point hull with the forehead, grown) fully and the rest of the crop
+at `OUTSIDE_WEIGHT`, since only the face region is ever pasted.
 
     python -m selfswap.train.occluder --data ~/.cache/selfswap/datasets/lfw_train \\
         --out ~/.cache/selfswap/occluder --minutes 25
+    python -m selfswap.train.occluder --cutouts ~/.cache/selfswap/occluder-cutouts \\
+        --init src/selfswap/weights/occluder.safetensors --out ~/.cache/selfswap/occluder-real
 
 Resumable: a checkpoint (weights, optimiser, step, random state) is written every
 `--every` steps and at the end; running the same command again continues it. One thread by
-default (`--threads`). The exported weights are `OUT/occluder.safetensors`.
+default (`--threads`). `--init` starts from a segmenter's weights (fine-tuning). The
+exported weights are `OUT/occluder.safetensors`.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from selfswap.data.occluders import TRAIN_KINDS, face_frame, occlude
-from selfswap.nets.occluder import INPUT, OccluderNet, save_occluder
+from selfswap.data.occluders import face_frame, load_cutouts, occlude, training_kinds
+from selfswap.nets.occluder import INPUT, OccluderNet, load_occluder, save_occluder
 
 OUTSIDE_WEIGHT = 0.1
 NO_OCCLUDER = 0.15  # share of samples shown without any occluder
@@ -91,8 +95,10 @@ def _jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-def make_batch(crops, marks, textures, n: int, rng: np.random.Generator):
-    """`(images (n, 3, S, S), targets (n, 1, S, S), weights (n, 1, S, S))` float tensors."""
+def make_batch(crops, marks, textures, n: int, rng: np.random.Generator, cutouts=()):
+    """`(images (n, 3, S, S), targets (n, 1, S, S), weights (n, 1, S, S))` float tensors.
+    cutouts: real RGBA hand cut-outs of training photos (kind `realhand`), or none."""
+    kinds = training_kinds(len(cutouts))
     size = crops.shape[1]
     images, targets, weights = [], [], []
     for _ in range(n):
@@ -105,7 +111,7 @@ def make_batch(crops, marks, textures, n: int, rng: np.random.Generator):
         alpha = np.zeros((size, size), np.float32)
         if rng.random() >= NO_OCCLUDER:
             for _ in range(1 + int(rng.random() < 0.25)):
-                img, a, _ = occlude(img, lm, rng, TRAIN_KINDS, textures)
+                img, a, _ = occlude(img, lm, rng, kinds, textures, cutouts)
                 alpha = np.maximum(alpha, a)
         img = _jitter(img, rng)
         region = face_region(lm, size)
@@ -156,9 +162,16 @@ def train(args: argparse.Namespace, log=print) -> Path:
     crops, marks = load_faces(Path(args.data).expanduser(), args.faces, args.seed)
     held = np.random.default_rng(args.seed + 1)
     textures = corner_textures(crops[VALIDATION:], 600, held)
-    val = make_batch(crops[:VALIDATION], marks[:VALIDATION], textures, VALIDATION, held)
+    cutouts = load_cutouts(Path(args.cutouts)) if args.cutouts else []
+    # validation: its own faces, and every tenth cut-out (never trained on; stable while the
+    # cut-out cache grows, so a resumed run keeps them out)
+    val_cut = cutouts[::10]
+    cutouts = [c for i, c in enumerate(cutouts) if i % 10]
+    val = make_batch(crops[:VALIDATION], marks[:VALIDATION], textures, VALIDATION, held, val_cut)
     crops, marks = crops[VALIDATION:], marks[VALIDATION:]
-    net = OccluderNet()
+    log(f"{len(crops)} faces, {len(cutouts)} real hand cut-outs ({len(val_cut)} validation)")
+    net = load_occluder(Path(args.init).expanduser()).train() if args.init else OccluderNet()
+    net.requires_grad_(True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     rng, step, history = np.random.default_rng(args.seed), 0, []
     state = out / "checkpoint.pt"
@@ -182,7 +195,7 @@ def train(args: argparse.Namespace, log=print) -> Path:
         for group in opt.param_groups:  # cosine decay over the planned steps
             group["lr"] = args.lr * 0.5 * (1 + np.cos(np.pi * min(step / args.steps, 1.0)))
         net.train()
-        loss = loss_fn(net, *make_batch(crops, marks, textures, args.batch, rng))
+        loss = loss_fn(net, *make_batch(crops, marks, textures, args.batch, rng, cutouts))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -196,7 +209,14 @@ def train(args: argparse.Namespace, log=print) -> Path:
     net.eval()
     checkpoint()
     final = {"step": step, "val_iou": round(iou(net, val), 4)}
-    info = {**final, "data": str(args.data), "faces": len(crops), "kinds": list(TRAIN_KINDS)}
+    info = {
+        **final,
+        "data": str(args.data),
+        "faces": len(crops),
+        "cutouts": len(cutouts),
+        "kinds": sorted(set(training_kinds(len(cutouts)))),
+        "init": str(args.init or ""),
+    }
     save_occluder(net, out / "occluder.safetensors", info)
     log(json.dumps({**final, "wrote": str(out / "occluder.safetensors")}))
     return out / "occluder.safetensors"
@@ -206,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="~/.cache/selfswap/datasets/lfw_train")
     p.add_argument("--out", default="~/.cache/selfswap/occluder")
+    p.add_argument("--cutouts", help="folder of real hand cut-outs (data.occluders cache)")
+    p.add_argument("--init", help="start from these segmenter weights (.safetensors)")
     p.add_argument("--faces", type=int, default=4000, help="training faces held in memory")
     p.add_argument("--steps", type=int, default=2500, help="planned steps (learning rate decay)")
     p.add_argument("--minutes", type=float, default=25.0, help="wall-clock budget of this run")
