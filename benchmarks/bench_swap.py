@@ -3,8 +3,9 @@
 Usage: python benchmarks/bench_swap.py --model RUN_OR_CHECKPOINT [--repeat 10] [--threads 2]
 Baseline for ratios: end to end = analysis + swap_faces + seam match + source detail +
 paste-back + watermark, i.e. `swap_image` with the source identity precomputed (model
-loaded, warmed up); "end to end, no detail / seam" is the same without the two finishing
-steps (the pipeline before issue #14 item 3).
+loaded, warmed up), with the default options; "end to end, no detail / seam" is the same
+without the two finishing steps (the pipeline before issue #14 item 3), "expression_parts
+none" without the target's mouth (models with the source texture).
 Targets (issue #6, 2-core CPU): generator ≤ 60 ms per face at 128 (batch of 8), end to end
 ≤ 150 ms per 640x480 photo with one face.
 """
@@ -42,14 +43,15 @@ def main() -> None:
     crops, masks, matrices = swapper.swap_faces(target, faces, source)
     finish = (crops, masks, matrices)
 
-    def end_to_end(detail: float = 1.0, seam: float = 1.0) -> None:
+    def end_to_end(detail: float = 1.0, seam: float = 1.0, parts: str = "mouth") -> None:
         found = swapper.fast_analyzer.analyze(target)
-        embed_watermark(swapper.swap_frame(target, found, source, detail=detail, seam=seam)[0])
+        out, _ = swapper.swap_frame(target, found, source, 0.0, detail, seam, parts)
+        embed_watermark(out)
 
     def generator_batch(n: int) -> float:
-        x = torch.rand(n, 8, r, r)
-        z = torch.randn(n, 128)
         gen = swapper.model.generator
+        x = torch.rand(n, gen.config.guidance_channels, r, r)
+        z = torch.randn(n, gen.config.id_dim)
         app = torch.randn(n, gen.config.appearance_dim)
         with torch.no_grad():
             return timed(lambda: gen(x, z, app), args.repeat) / n
@@ -67,6 +69,7 @@ def main() -> None:
         ("paste back", timed(lambda: paste_back_many(target, crops, matrices, masks), args.repeat)),
         ("watermark", timed(lambda: embed_watermark(target), args.repeat)),
         ("end to end, no detail / seam", timed(lambda: end_to_end(0.0, 0.0), args.repeat)),
+        ("end to end, expression_parts none", timed(lambda: end_to_end(parts="none"), args.repeat)),
         ("end to end, one face", timed(end_to_end, args.repeat)),
     ]  # fmt: skip
     total = rows[-1][1]
