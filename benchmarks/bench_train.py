@@ -58,6 +58,12 @@ from selfswap.train.loop import Trainer
 REPO = Path(__file__).resolve().parents[1]
 
 
+def guidance_keys(batch: dict) -> tuple[str, ...]:
+    """The batch fields a `Guidance` is made of, in its order (texture models add two)."""
+    keys = ("image", "mask", "normals", "silhouette", "face_region")
+    return keys + (("texture", "visibility") if "texture" in batch else ())
+
+
 def prepare_samples(folder: Path, size: int) -> Path:
     from PIL import Image
 
@@ -190,7 +196,7 @@ def inference(args, base: list[str], data: str) -> None:
         f"threads {torch.get_num_threads()}, load avg {os.getloadavg()[0]:.2f}"
     )
     for b in args.batches:
-        ins = [batch[k][:b] for k in ("image", "mask", "normals", "silhouette", "face_region")]
+        ins = [batch[k][:b] for k in guidance_keys(batch)]
         z = batch["embedding"][:b]
 
         def run(name, ins=ins, z=z):
@@ -371,9 +377,7 @@ def main() -> None:
     dev = trainer.device
     one = {k: v[:1].to(dev) for k, v in batch.items()}
     with torch.no_grad():
-        shown = Guidance(
-            one["image"], one["mask"], one["normals"], one["silhouette"], one["face_region"]
-        )
+        shown = Guidance(*(one[k] for k in guidance_keys(one)))
         g_flops = count_flops(lambda: trainer.gside(shown, one["embedding"]))
     step_flops = count_flops(lambda: trainer.train_step(batch)) / b
     print(
