@@ -191,7 +191,7 @@ class Swapper:
                 self.engine, self._source(source, source_faces), target_path, part,
                 self._faces(faces), overwrite, progress,
                 color_match=self._color_match(color_match), on_progress=on_progress,
-                cancel=cancel, **self._look(),
+                cancel=cancel, steady=float(self.config.steady), **self._look(),
             )  # fmt: skip
         if not can_sign(out_path):
             note = (

@@ -26,6 +26,10 @@ EXPRESSION_HELP = (
     "parts of the new face whose pixels (texture, detail) come from the target photo, so they "
     "keep its expression: mouth (as far as the target's is more open), eyes, both, none"
 )
+STEADY_HELP = (
+    "video: keep the previous frame's swap where the footage is still, against shimmer "
+    "(0 = off, 1 = full)"
+)
 PASTE_HELP = "face: put back the face regions only (default); mask: all the model repainted"
 KEEP_MOUTH_HELP = "true: keep the target's own inner mouth (teeth, tongue), e.g. for talking videos"
 OCCLUSION_HELP = (
@@ -85,6 +89,10 @@ class SwapConfig:
         default=1.0,
         metadata=_meta("--seam", "Seamless edge", SEAM_HELP, range=(0.0, 1.0)),
     )
+    steady: float = field(
+        default=0.8,
+        metadata=_meta("--steady", "Steady video", STEADY_HELP, range=(0.0, 1.0)),
+    )
     expression_parts: str = field(
         default="mouth",
         metadata=_meta(
@@ -112,7 +120,7 @@ class SwapConfig:
                 f"expression_parts must be one of {', '.join(EXPRESSION_CHOICES)}, "
                 f"not {self.expression_parts!r}."
             )
-        for name in ("color_match", "detail", "seam"):
+        for name in ("color_match", "detail", "seam", "steady"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise SwapOptionError(f"{name} must be from 0 to 1, not {getattr(self, name)!r}.")
         try:

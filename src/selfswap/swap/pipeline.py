@@ -100,6 +100,9 @@ SEAM = 1.0
 #: keep the target's expression (`selfswap.geometry.regions`; "none", "mouth", "eyes", "both";
 #: `FaceSwapper.source_texture`, `add_detail`).
 EXPRESSION_PARTS = "mouth"
+#: Video: how much of the previous swapped frame is kept where the footage is still
+#: (`selfswap.swap.steady`).
+STEADY = 0.8
 
 #: Paste-back region "face": the target's and the swapped mesh's face regions grown by this
 #: fraction of the crop side (and kept inside the swap mask).
@@ -574,6 +577,7 @@ def swap_video(
     on_progress: Callable[[int, int | None, float], None] | None = None,
     cancel=None,
     expression_parts: str = EXPRESSION_PARTS,
+    steady: float = STEADY,
 ):
     """Swap the source person (photos, or their `source_identity`) into a video, keeping its
     frame timing and audio.
@@ -585,11 +589,14 @@ def swap_video(
     around their last place (`FaceFollower`). `on_progress(done, total, fps)` is called
     after each frame and a set `cancel` (`threading.Event`) stops the work with
     `selfswap.swap.video.Cancelled`, leaving no file (see `process_video`).
-    `expression_parts`: see `FaceSwapper.swap_frame`. Returns `ProcessStats`.
+    `expression_parts`: see `FaceSwapper.swap_frame`; `steady` in [0, 1]: how much of the
+    previous swapped frame is kept where the footage is still (`selfswap.swap.steady`).
+    Returns `ProcessStats`.
     """
     from dataclasses import replace
 
     from selfswap.swap.smoothing import FaceTracker, scene_cut
+    from selfswap.swap.steady import Steadier
     from selfswap.swap.video import check_output, probe, process_video
 
     check_output(out_path, overwrite)
@@ -598,6 +605,7 @@ def swap_video(
     base = swapper.analyzer if isinstance(faces, np.ndarray) else swapper.fast_analyzer
     follower = FaceFollower(base)
     tracker = FaceTracker(freq=float(info.fps))
+    steadier = Steadier(steady)
     previous: list[np.ndarray] = []
 
     def swap_frame(frame: np.ndarray) -> np.ndarray:
@@ -621,6 +629,7 @@ def swap_video(
             out, _ = swapper.swap_frame(
                 frame, smooth, source, color_match, detail, seam, expression_parts
             )
+        out = steadier(frame, out, cut)
         if not watermark:
             return out
         return embed_watermark(out, inplace=out is not frame)  # the frame is kept for cuts
