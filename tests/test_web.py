@@ -469,6 +469,7 @@ def test_live_frames_are_pipelined_followed_and_kept_in_memory(
     assert np.abs(first[face].astype(int) - frames[0][face]).mean() > 8  # the face swapped
     assert np.abs(first.astype(int) - frames[0]).mean() < 4  # the rest as it was
     assert app.live["page"].follower.count == 3  # one whole search, then followed
+    assert app.live["page"].steadier.strength == app.config.swap.steady > 0  # steadied
     assert not [p for p in temp.root.rglob("*") if p.is_file()]
     temp.cleanup()
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from selfswap.errors import SelfswapError
 from selfswap.swap.options import SwapConfig, swap_fields
+from selfswap.swap.steady import Steadier
 from selfswap.web.limits import TempFolder, WebConfig
 
 CONSENT = (
@@ -95,11 +96,13 @@ def torch_threads(count: int):
         torch.set_num_threads(before)
 
 
-def live_swap(engine, frame: np.ndarray, faces: list, identity, options: SwapConfig) -> np.ndarray:
+def live_swap(
+    engine, frame: np.ndarray, faces: list, identity, options: SwapConfig, steadier=None
+) -> np.ndarray:
     """A webcam frame with `faces` swapped to `identity` as a video frame is
     (`FaceSwapper.swap_frame` with the colour match, detail, seam, expression parts and
-    occlusion of `options`), on `LIVE_THREADS` torch threads, watermarked; the frame itself
-    is left as it is."""
+    occlusion of `options`, then the stream's `steadier`, `selfswap.swap.steady`), on
+    `LIVE_THREADS` torch threads, watermarked; the frame itself is left as it is."""
     from selfswap.provenance import embed_watermark
     from selfswap.swap.occlusion import configure
 
@@ -111,6 +114,8 @@ def live_swap(engine, frame: np.ndarray, faces: list, identity, options: SwapCon
                 frame, faces, identity, options.color_match, options.detail, options.seam,
                 options.expression_parts,
             )  # fmt: skip
+    if steadier is not None:
+        out = steadier(frame, out)
     return embed_watermark(out, inplace=out is not frame)
 
 
@@ -183,12 +188,13 @@ class SourceFaces:
 
 @dataclass
 class LiveSession:
-    """One page's webcam stream: the faces followed from frame to frame, the last frame in
-    (an unchanged frame is not swapped again), the swap of the last frame (running or done)
-    and the times of the recent frames."""
+    """One page's webcam stream: the faces followed from frame to frame, its steadier, the
+    last frame in (an unchanged frame is not swapped again), the swap of the last frame
+    (running or done) and the times of the recent frames."""
 
     engine: Any
     follower: Any
+    steadier: Any = None  # `selfswap.swap.steady.Steadier` of the stream
     last_in: np.ndarray | None = None
     pending: Future | None = None
     times: deque = field(default_factory=lambda: deque(maxlen=20))  # when frames went out
@@ -291,7 +297,9 @@ class App:
 
         def swap() -> np.ndarray:
             start = time.perf_counter()
-            out = live_swap(engine, frame, faces, identity, options)
+            if session.steadier is None or session.steadier.strength != options.steady:
+                session.steadier = Steadier(options.steady)
+            out = live_swap(engine, frame, faces, identity, options, session.steadier)
             session.seconds.append(analysis + time.perf_counter() - start)
             return out
 
