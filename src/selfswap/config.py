@@ -171,6 +171,23 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def read_config_file(path: str | Path) -> dict:
+    """The mapping in a YAML (or, by its suffix, JSON) config file; one clear
+    `ConfigError` for a file that cannot be read or parsed, or is not a mapping."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ConfigError(f"{path}: not valid YAML/JSON ({reason}).") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}).") from None
+    if not isinstance(loaded, dict | None):
+        raise ConfigError(f"{path}: the top level must be a mapping.")
+    return loaded or {}
+
+
 def load_config(
     cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None
 ) -> T:
@@ -180,17 +197,7 @@ def load_config(
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found.")
-        try:
-            text = path.read_text(encoding="utf-8")
-            loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise ConfigError(f"{path}: not valid YAML/JSON ({reason}).") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}).") from None
-        if not isinstance(loaded, dict | None):
-            raise ConfigError(f"{path}: the top level must be a mapping.")
-        _merge(data, loaded or {})
+        _merge(data, read_config_file(path))
     apply_overrides(data, overrides or [])
     return from_dict(cls, data)
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
-from selfswap.config import ConfigError
+from selfswap.config import read_config_file
 from selfswap.errors import SelfswapError
 from selfswap.modelfile import checkpoint as ckpt
 from selfswap.nets.model import ModelConfig, SwapModel
@@ -38,17 +36,7 @@ def locate(path: Path) -> tuple[Path, Path]:
 
 def read_config(run: Path) -> dict:
     """The training configuration of run folder `run` as written (`config.yaml`), a mapping."""
-    path = Path(run) / CONFIG
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise ConfigError(f"{path}: not valid YAML ({reason}).") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}).") from None
-    if not isinstance(data, dict | None):
-        raise ConfigError(f"{path}: the top level must be a mapping.")
-    return data or {}
+    return read_config_file(Path(run) / CONFIG)
 
 
 def load(path: Path) -> tuple[SwapModel, ModelConfig, Path]:
