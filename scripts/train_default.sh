@@ -11,47 +11,52 @@
 #   1. prepare lfw_train, celeba_small and celeba_dfl (scripts/prepare_sets.sh);
 #   2. the quality study's arm: configs/samae-texture-facenet-128.yaml, 3,000 steps on
 #      lfw_train (scripts/quality_study.sh trains the same);
-#   3. configs/default-v2-128.yaml from there on lfw_train + celeba_small until PHASE1_STEPS
-#      (the shipped run trained so while the DFL faceset was being prepared);
-#   4. the same config on all three sets, the two CelebA sets' people joined and the DFL
-#      faces only ever cross-photo sources, until FINAL_STEP; then export.
+#   3. configs/default-v2-128.yaml from there on all three sets, the two CelebA sets' people
+#      joined and the DFL faces only ever cross-photo sources, until FINAL_STEP; then export.
+#
+# INIT=MODEL.safetensors (an exported model of this run, e.g. the shipped default, whose
+# file records the step it was exported at) starts a run that has no checkpoint from that
+# model at that step, with fresh optimizers: how training continues when only the model
+# file outlived the run folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DFL_DIR:?set DFL_DIR to the folder of the CelebA DFL faceset JPEGs}"
 HOME_DIR=${SELFSWAP_HOME:-$HOME/.cache/selfswap}
 FINAL=${1:-30000}
 STUDY_STEPS=3000
-PHASE1_STEPS=${PHASE1_STEPS:-3880}
 THREADS=${THREADS:-1}
+INIT=${INIT:-}
 D=$HOME_DIR/datasets
 R=$HOME_DIR/runs/default-v2-128
 SELFSWAP=.venv/bin/selfswap
 
 DFL_DIR=$DFL_DIR scripts/prepare_sets.sh 128
-[ -f "$D/lfw_celeba_small/manifest.json" ] ||
-  $SELFSWAP prepare --merge "$D/lfw_train" "$D/celeba_small" --output "$D/lfw_celeba_small"
 [ -f "$D/lfw_celeba_all/manifest.json" ] ||
   $SELFSWAP prepare --merge "$D/lfw_train" "$D/celeba_small" "$D/celeba_dfl" \
     --output "$D/lfw_celeba_all" --same-people celeba_small celeba_dfl
 
+init_step() { # the step INIT was exported at
+  .venv/bin/python -c "import sys; from selfswap.modelfile import exported
+from selfswap.train.loop import exported_step
+print(exported_step(exported.load(sys.argv[1])[2]))" "$INIT"
+}
 latest_step() {
   local last
   last=$(ls "$R/checkpoints" 2>/dev/null | grep '^step-' | sort | tail -1 || true)
+  if [ -z "$last" ] && [ -n "$INIT" ]; then init_step; return; fi
   last=${last#step-}
   echo $((10#${last:-0}))
 }
 train() { # CONFIG DATASET STOP_STEP [--set ...]
   local config=$1 data=$2 stop=$3 resume=""
   shift 3
-  [ -d "$R/checkpoints" ] && resume=--resume
+  if [ -d "$R/checkpoints" ]; then resume=--resume; elif [ -n "$INIT" ]; then resume="--init $INIT"; fi
   $SELFSWAP train --config "$config" --data "$D/$data" --out "$R" $resume \
     --set threads="$THREADS" --set checkpoint.every=200 --set progress=false \
     --stop-at "$stop" "$@"
 }
 [ "$(latest_step)" -ge $STUDY_STEPS ] ||
   train configs/samae-texture-facenet-128.yaml lfw_train $STUDY_STEPS --set steps=$STUDY_STEPS
-[ "$(latest_step)" -ge "$PHASE1_STEPS" ] ||
-  train configs/default-v2-128.yaml lfw_celeba_small "$PHASE1_STEPS" --set 'data.source_only=[]'
 [ "$(latest_step)" -ge "$FINAL" ] || train configs/default-v2-128.yaml lfw_celeba_all "$FINAL"
 $SELFSWAP export --model "$R/checkpoints/step-$(printf %08d "$FINAL")" \
   -o "$HOME_DIR/default.safetensors" --overwrite

@@ -19,6 +19,7 @@ from PIL import Image
 
 from conftest import tiny_train_config as tiny
 from selfswap.config import ConfigError, load_config
+from selfswap.errors import SelfswapError
 from selfswap.train.batches import ResumableSampler
 from selfswap.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from selfswap.train.config import TrainConfig
@@ -202,6 +203,38 @@ def test_resume_continues_exactly_and_writes_outputs(faces, tmp_path):
     records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert {"l1", "ms_ssim", "id", "d", "g_adv", "fm", "samples_per_s"} <= records[-1].keys()
+
+
+def test_a_run_starts_from_an_exported_model_at_its_step(faces, tmp_path):
+    from selfswap.swap import bundle
+    from selfswap.train.loop import lr_lambda
+
+    common = ["steps=6", "checkpoint.every=2", "optim.warmup=2"]
+    first = train(tiny(faces, tmp_path / "a", *common), stop_at=4, log=quiet)
+    model_file = bundle.export(
+        tmp_path / "a" / "checkpoints" / "step-00000004", tmp_path / "m.safetensors"
+    )
+    cfg = tiny(faces, tmp_path / "b", *common, f"init={model_file}")
+    started = Trainer(cfg, log=quiet)
+    started.start_from(cfg.init)
+    assert started.step == 4
+    factor = lr_lambda(cfg)(4)
+    assert started.opt_g.param_groups[0]["lr"] == pytest.approx(cfg.optim.lr_g * factor)
+    assert started.sched_g.get_last_lr()[0] == pytest.approx(cfg.optim.lr_g * factor)
+    for name in ("gside", "ema"):  # both hold the exported (EMA) weights, to fp16
+        for key, value in started.modules()[name].state_dict().items():
+            expected = first.ema.state_dict()[key]
+            torch.testing.assert_close(value, expected, rtol=1e-3, atol=1e-3, msg=key)
+    # through `train`: the run continues to its end from there; a checkpoint wins over init
+    continued = train(cfg, log=quiet)
+    assert continued.step == 6
+    records = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [5, 6]
+    again = Trainer(cfg, log=quiet)
+    assert again.resume() and again.step == 6
+    wrong = tiny(faces, tmp_path / "c", *common, "generator.style_dim=32", f"init={model_file}")
+    with pytest.raises(SelfswapError, match="different model"):
+        Trainer(wrong, log=quiet).start_from(wrong.init)
 
 
 def _first_step_dtypes(trainer: Trainer) -> dict[str, object]:

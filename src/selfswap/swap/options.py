@@ -90,7 +90,7 @@ class SwapConfig:
         metadata=_meta("--seam", "Seamless edge", SEAM_HELP, range=(0.0, 1.0)),
     )
     steady: float = field(
-        default=0.8,
+        default=1.0,
         metadata=_meta("--steady", "Steady video", STEADY_HELP, range=(0.0, 1.0)),
     )
     expression_parts: str = field(

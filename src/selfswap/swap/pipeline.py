@@ -102,7 +102,7 @@ SEAM = 1.0
 EXPRESSION_PARTS = "mouth"
 #: Video: how much of the previous swapped frame is kept where the footage is still
 #: (`selfswap.swap.steady`).
-STEADY = 0.8
+STEADY = 1.0
 
 #: Paste-back region "face": the target's and the swapped mesh's face regions grown by this
 #: fraction of the crop side (and kept inside the swap mask).

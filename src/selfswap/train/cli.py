@@ -20,6 +20,11 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--data", help="prepared data folder (sets data.root)")
     p.add_argument("--out", help="run folder: checkpoints, samples, log.jsonl (sets out)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start from an exported model file when the run has no checkpoint (sets init)",
+    )
     p.add_argument("--stop-at", type=int, help="stop at this step (the schedule keeps `steps`)")
     p.set_defaults(func=cmd_train)
     return p
@@ -34,6 +39,8 @@ def load_train_config(args: argparse.Namespace):
         overrides.append(f"data.root={args.data}")
     if args.out:
         overrides.append(f"out={args.out}")
+    if args.init:
+        overrides.append(f"init={args.init}")
     return load_config(TrainConfig, args.config, overrides).validate()
 
 

@@ -98,6 +98,10 @@ class TrainConfig:
     channels_last: bool = False  # networks and batches in NHWC memory format
     compile: bool = False  # torch.compile the generator side and discriminator (inductor)
     out: str = "runs/samae-128"
+    # an exported model file (`selfswap export`, e.g. a shipped default) whose generator and
+    # appearance encoder start a run that has no checkpoint yet, at the step it was exported
+    # at; the optimizers and the discriminator start afresh
+    init: str = ""
     log_every: int = 10
     sample_every: int = 500
     progress: bool = True

@@ -109,6 +109,14 @@ def lr_lambda(config: TrainConfig):
     return factor
 
 
+def exported_step(info: dict) -> int:
+    """The training step an exported model file was written at (its `checkpoint` info,
+    `step-00003000`), or 0."""
+    name = str(info.get("checkpoint", ""))
+    digits = name.removeprefix("step-")
+    return int(digits) if name.startswith("step-") and digits.isdigit() else 0
+
+
 def split_faces(identity: np.ndarray, held_out: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`(train, held_out)` row indices: a seeded choice of `held_out` rows (at most n-1),
     spread over as many identities as possible so the previews show cross-identity swaps."""
@@ -358,6 +366,34 @@ class Trainer:
                 f"{self.ctx.world}: training continues, but not as the same data order."
             )
         self.log(f"resumed from {path} at step {self.step}")
+
+    def start_from(self, model_file: str | Path) -> None:
+        """Begin from the weights of an exported model file: its generator and appearance
+        encoder go into the trained networks and their EMA, and the schedule continues
+        at the step the file was exported at (its `checkpoint` info). The optimizers and the
+        discriminator start afresh: what a run can continue from when only a model file
+        outlived its checkpoints."""
+        from selfswap.modelfile import exported
+
+        path = Path(model_file)
+        model, _, info = exported.load(path)
+        try:
+            for module in (self.gside, self.ema):
+                module.load_state_dict(model.state_dict())
+        except RuntimeError:
+            raise SelfswapError(
+                f"{path} is a different model from the one this configuration trains "
+                "(generator, appearance or size settings differ); start from a file "
+                "exported with the same model settings."
+            ) from None
+        self.step = exported_step(info)
+        for sched in (self.sched_g, self.sched_d):
+            sched.last_epoch = self.step
+            lrs = [base * f(self.step) for base, f in zip(sched.base_lrs, sched.lr_lambdas)]
+            for group, lr in zip(sched.optimizer.param_groups, lrs):
+                group["lr"] = lr
+            sched._last_lr = lrs
+        self.log(f"started from {path} at step {self.step}")
 
     def resume(self) -> bool:
         path = ckpt.latest_valid(self.out / "checkpoints", log=self.log)
@@ -758,8 +794,8 @@ def train(
     """Run a training job; returns the trainer (its networks hold the final weights)."""
     trainer = Trainer(config, log=log)
     try:
-        if resume:
-            trainer.resume()
+        if not (resume and trainer.resume()) and config.init:
+            trainer.start_from(config.init)
         trainer.fit(stop_at=stop_at)
     finally:
         trainer.close()
