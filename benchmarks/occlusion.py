@@ -102,22 +102,25 @@ def run(args: argparse.Namespace) -> str:
     home = Path(os.environ.get("SELFSWAP_HOME", Path.home() / ".cache" / "selfswap"))
     cutouts = hand_cutouts(home / "occlusion" / "eval_hand_cutouts.npz")
     textures = eval_textures()
-    methods = {m: Occlusion(occlusion=m) for m in METHODS}
+    methods = {m: Occlusion(occlusion=m) for m in args.methods}
     from selfswap.nets.occluder import OcclusionSegmenter
 
     seg = OcclusionSegmenter.load(args.segmenter)  # None: the shipped one
     seg.threshold = seg.threshold if args.threshold is None else args.threshold
     seg.grow = seg.grow if args.grow is None else args.grow
     for m in ("segmenter", "both"):
-        methods[m]._models["segmenter"] = seg
+        if m in methods:
+            methods[m]._models["segmenter"] = seg
     for variant in args.hand_models or ():  # the hands with other MediaPipe models
         methods[f"hands ({variant})"] = Occlusion(occlusion="hands", hand_models=variant)
     if args.compare_segmenter:  # another segmenter file (e.g. the previously shipped one)
         old = OcclusionSegmenter.load(args.compare_segmenter)
         for m in ("segmenter", "both"):
-            methods[f"{m} (compared)"] = Occlusion(occlusion=m)
-            methods[f"{m} (compared)"]._models["segmenter"] = old
-        methods["both (compared)"]._models["hands"] = methods["both"].hand_tracker
+            if m in args.methods:
+                methods[f"{m} (compared)"] = Occlusion(occlusion=m)
+                methods[f"{m} (compared)"]._models["segmenter"] = old
+        if "both" in args.methods:
+            methods["both (compared)"]._models["hands"] = methods["both"].hand_tracker
     for spec in args.sweep or ():  # segmenter variants "THRESHOLD/GROW"
         threshold, grow = (float(v) for v in spec.split("/"))
         variant = Occlusion(occlusion="segmenter")
@@ -195,6 +198,7 @@ def report(stats, times, cpu, lost, args, cutouts: int) -> str:
         + (f" --sweep {' '.join(args.sweep)}" if args.sweep else "")
         + (f" --hand-models {' '.join(args.hand_models)}" if args.hand_models else "")
         + (f" --compare-segmenter {args.compare_segmenter}" if args.compare_segmenter else "")
+        + (f" --methods {' '.join(args.methods)}" if tuple(args.methods) != METHODS else "")
         + "`",
         "",
         f"{sum(len(v) for v in stats['none'].values())} LFW eval faces (pairs file order), "
@@ -311,6 +315,8 @@ def main() -> None:
         help="extra rows: the hands with these MediaPipe model variants",
     )
     p.add_argument("--compare-segmenter", help="extra rows: segmenter and both with this file")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                   help="methods measured (none is always the reference)")  # fmt: skip
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "occlusion.md")
     p.add_argument("--sheet", type=Path, help="write the public-domain contact sheet instead")
     p.add_argument("--verbose", action="store_true")
@@ -320,6 +326,7 @@ def main() -> None:
         return
     if not DATA.is_dir():
         sys.exit(f"{DATA} is missing: the benchmark needs the shared LFW data.")
+    args.methods = ["none", *(m for m in args.methods if m != "none")]
     text = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

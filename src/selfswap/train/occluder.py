@@ -12,6 +12,16 @@ at `OUTSIDE_WEIGHT`, since only the face region is ever pasted.
         --out ~/.cache/selfswap/occluder --minutes 25
     python -m selfswap.train.occluder --cutouts ~/.cache/selfswap/occluder-cutouts \\
         --init src/selfswap/weights/occluder.safetensors --out ~/.cache/selfswap/occluder-real
+    python -m selfswap.train.occluder --cutouts ~/.cache/selfswap/occluder-cutouts \\
+        --negatives ~/.cache/selfswap/datasets/celeba_dfl --clean-share 0.35 \\
+        --init src/selfswap/weights/occluder.safetensors --out ~/.cache/selfswap/occluder-neg
+
+Negatives (`--negatives`): faces of further prepared *training* sets (e.g. the CelebA DFL
+faceset: sharper than LFW's, many profiles and glasses) drawn as the face under the occluder
+`--negative-share` of the time; `--clean-share` of all samples get no occluder at all, so
+their target is all zero: natural, unoccluded skin of every pose is "face". Faces are drawn
+yaw-balanced (`--yaw-balance`: each 10° bin of |yaw| weighs the same within its set), so
+profiles, on which the segmenter fails most, are not rare.
 
 Resumable: a checkpoint (weights, optimiser, step, random state) is written every
 `--every` steps and at the end; running the same command again continues it. One thread by
@@ -35,25 +45,62 @@ from selfswap.data.occluders import face_frame, load_cutouts, occlude, training_
 from selfswap.nets.occluder import INPUT, OccluderNet, load_occluder, save_occluder
 
 OUTSIDE_WEIGHT = 0.1
-NO_OCCLUDER = 0.15  # share of samples shown without any occluder
+NO_OCCLUDER = 0.15  # share of samples shown without any occluder (default of --clean-share)
 VALIDATION = 128
+YAW_BIN = 10.0  # degrees of |yaw| per bin of the yaw-balanced sampling
 
 
-def load_faces(data: Path, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """`count` random crops `(N, S, S, 3)` uint8 RGB and their landmarks `(N, 68, 2)`."""
+def _faces_table(data: Path):
+    """A prepared set's face table: `faces.parquet`, or the parts written so far while
+    `selfswap prepare` is still running."""
     import pandas as pd
 
-    table = pd.read_parquet(data / "faces.parquet", columns=["crop", "landmarks68"])
+    columns = ["crop", "landmarks68", "yaw"]
+    if (data / "faces.parquet").is_file():
+        return pd.read_parquet(data / "faces.parquet", columns=columns)
+    parts = sorted((data / "parts").glob("*.parquet"))
+    if not parts:
+        raise FileNotFoundError(f"{data}: no faces.parquet and no parts/*.parquet")
+    return pd.concat([pd.read_parquet(p, columns=columns) for p in parts], ignore_index=True)
+
+
+def load_faces(data: Path, count: int, seed: int, with_yaw: bool = False) -> tuple[np.ndarray, ...]:
+    """`count` random crops `(N, S, S, 3)` uint8 RGB and their landmarks `(N, 68, 2)` (and
+    with_yaw: their yaw `(N,)` in degrees)."""
+    table = _faces_table(data)
     rows = table.sample(n=min(count, len(table)), random_state=seed)
-    crops, marks = [], []
-    for crop, lm in zip(rows["crop"], rows["landmarks68"]):
+    crops, marks, yaws = [], [], []
+    for crop, lm, yaw in zip(rows["crop"], rows["landmarks68"], rows["yaw"]):
         img = cv2.imread(str(data / crop), cv2.IMREAD_COLOR)
         if img is None:
             continue
         crops.append(cv2.resize(img[:, :, ::-1], (INPUT, INPUT)) if img.shape[0] != INPUT
                      else img[:, :, ::-1])  # fmt: skip
         marks.append(np.asarray(lm, np.float64).reshape(68, 2) * INPUT / img.shape[0])
-    return np.stack(crops), np.stack(marks)
+        yaws.append(float(yaw))
+    out = np.stack(crops), np.stack(marks)
+    return (*out, np.array(yaws)) if with_yaw else out
+
+
+def yaw_balanced(yaws: np.ndarray, bin_deg: float = YAW_BIN, floor: float = 0.05) -> np.ndarray:
+    """Sampling probabilities `(N,)` under which every `bin_deg` bin of |yaw| weighs the same,
+    except that a bin with under `floor`·N faces weighs less (a handful of faces is not
+    repeated a thousand times)."""
+    bins = np.floor(np.abs(np.asarray(yaws, np.float64)) / bin_deg).astype(int)
+    counts = np.maximum(np.bincount(bins), floor * len(bins))
+    p = 1.0 / counts[bins]
+    return p / p.sum()
+
+
+def sampling(pools: list[tuple[np.ndarray, float]], balance: bool) -> np.ndarray:
+    """Probabilities over the concatenated pools: each pool `(yaws, share)` gets `share` of
+    the draws (shares renormalised), spread yaw-balanced inside it or uniformly."""
+    total = sum(share for _, share in pools)
+    out = []
+    for yaws, share in pools:
+        inside = yaw_balanced(yaws) if balance else np.full(len(yaws), 1.0 / len(yaws))
+        out.append(inside * share / total)
+    return np.concatenate(out)
 
 
 def corner_textures(crops: np.ndarray, count: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -95,21 +142,44 @@ def _jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-def make_batch(crops, marks, textures, n: int, rng: np.random.Generator, cutouts=()):
+def _sharpen(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Unsharp mask of random strength: crisp skin texture, as in faces downscaled from large
+    photos (LFW's crops are softer than the in-the-wild photos people swap)."""
+    x = image.astype(np.float32)
+    blur = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.8, 1.6))
+    return np.clip(x + rng.uniform(0.4, 1.2) * (x - blur), 0, 255).astype(np.uint8)
+
+
+def make_batch(
+    crops,
+    marks,
+    textures,
+    n: int,
+    rng: np.random.Generator,
+    cutouts=(),
+    clean: float = NO_OCCLUDER,
+    probs: np.ndarray | None = None,
+    sharpen: float = 0.0,
+):
     """`(images (n, 3, S, S), targets (n, 1, S, S), weights (n, 1, S, S))` float tensors.
-    cutouts: real RGBA hand cut-outs of training photos (kind `realhand`), or none."""
+    cutouts: real RGBA hand cut-outs of training photos (kind `realhand`), or none. clean:
+    share of samples without any occluder (all-zero target); probs: sampling probabilities of
+    the faces (`sampling`), uniform if None; sharpen: share of faces given an unsharp mask
+    before the occluder is drawn."""
     kinds = training_kinds(len(cutouts))
     size = crops.shape[1]
     images, targets, weights = [], [], []
     for _ in range(n):
-        i = rng.integers(len(crops))
+        i = rng.integers(len(crops)) if probs is None else rng.choice(len(crops), p=probs)
         img, lm = crops[i].copy(), marks[i].copy()
         if rng.random() < 0.5:
             img = np.ascontiguousarray(img[:, ::-1])
             lm[:, 0] = size - 1 - lm[:, 0]
             lm = lm[_FLIP]
+        if sharpen and rng.random() < sharpen:
+            img = _sharpen(img, rng)
         alpha = np.zeros((size, size), np.float32)
-        if rng.random() >= NO_OCCLUDER:
+        if rng.random() >= clean:
             for _ in range(1 + int(rng.random() < 0.25)):
                 img, a, _ = occlude(img, lm, rng, kinds, textures, cutouts)
                 alpha = np.maximum(alpha, a)
@@ -142,6 +212,15 @@ def loss_fn(net, images, targets, weights) -> torch.Tensor:
     return bce + 0.5 * dice.mean()
 
 
+def held_back(net, batch) -> float:
+    """Share of the face region predicted occluded (> 0.5) on a batch of clean faces."""
+    images, _, weights = batch
+    with torch.no_grad():
+        pred = torch.sigmoid(net(images)) > 0.5
+    inside = weights > OUTSIDE_WEIGHT + 1e-3
+    return (pred & inside).sum().item() / max(inside.sum().item(), 1)
+
+
 def iou(net, batch) -> float:
     """Pooled IoU of occlusion > 0.5 inside the face region."""
     images, targets, weights = batch
@@ -159,17 +238,30 @@ def train(args: argparse.Namespace, log=print) -> Path:
     torch.manual_seed(args.seed)
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    crops, marks = load_faces(Path(args.data).expanduser(), args.faces, args.seed)
+    crops, marks, yaws = load_faces(Path(args.data).expanduser(), args.faces, args.seed, True)
     held = np.random.default_rng(args.seed + 1)
     textures = corner_textures(crops[VALIDATION:], 600, held)
+    negatives = [load_faces(Path(d).expanduser(), args.negative_faces, args.seed, True)
+                 for d in args.negatives]  # fmt: skip
     cutouts = load_cutouts(Path(args.cutouts)) if args.cutouts else []
     # validation: its own faces, and every tenth cut-out (never trained on; stable while the
     # cut-out cache grows, so a resumed run keeps them out)
     val_cut = cutouts[::10]
     cutouts = [c for i, c in enumerate(cutouts) if i % 10]
     val = make_batch(crops[:VALIDATION], marks[:VALIDATION], textures, VALIDATION, held, val_cut)
-    crops, marks = crops[VALIDATION:], marks[VALIDATION:]
-    log(f"{len(crops)} faces, {len(cutouts)} real hand cut-outs ({len(val_cut)} validation)")
+    crops, marks, yaws = crops[VALIDATION:], marks[VALIDATION:], yaws[VALIDATION:]
+    pools = [(yaws, 1.0 - args.negative_share if negatives else 1.0)]
+    val_clean = []  # clean validation faces of each negative set: what is held back on them
+    for n_crops, n_marks, n_yaws in negatives:
+        v = min(VALIDATION, len(n_crops) // 10)
+        val_clean.append(make_batch(n_crops[:v], n_marks[:v], [], v, held, clean=1.0,
+                                    probs=yaw_balanced(n_yaws[:v])))  # fmt: skip
+        crops = np.concatenate([crops, n_crops[v:]])
+        marks = np.concatenate([marks, n_marks[v:]])
+        pools.append((n_yaws[v:], args.negative_share / len(negatives)))
+    probs = sampling(pools, args.yaw_balance) if negatives or args.yaw_balance else None
+    log(f"{len(crops)} faces ({', '.join(str(len(y)) for y, _ in pools)} per set), "
+        f"{len(cutouts)} real hand cut-outs ({len(val_cut)} validation)")  # fmt: skip
     net = load_occluder(Path(args.init).expanduser()).train() if args.init else OccluderNet()
     net.requires_grad_(True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -195,7 +287,9 @@ def train(args: argparse.Namespace, log=print) -> Path:
         for group in opt.param_groups:  # cosine decay over the planned steps
             group["lr"] = args.lr * 0.5 * (1 + np.cos(np.pi * min(step / args.steps, 1.0)))
         net.train()
-        loss = loss_fn(net, *make_batch(crops, marks, textures, args.batch, rng, cutouts))
+        batch = make_batch(crops, marks, textures, args.batch, rng, cutouts,
+                           args.clean_share, probs, args.sharpen)  # fmt: skip
+        loss = loss_fn(net, *batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -203,20 +297,31 @@ def train(args: argparse.Namespace, log=print) -> Path:
         if step % args.every == 0:
             net.eval()
             history.append({"step": step, "loss": round(loss.item(), 4),
-                            "val_iou": round(iou(net, val), 4)})  # fmt: skip
+                            "val_iou": round(iou(net, val), 4),
+                            **{f"val_held_{i}": round(held_back(net, b), 4)
+                               for i, b in enumerate(val_clean)}})  # fmt: skip
             log(json.dumps({**history[-1], "seconds": round(time.perf_counter() - start)}))
             checkpoint()
     net.eval()
     checkpoint()
-    final = {"step": step, "val_iou": round(iou(net, val), 4)}
+    final = {
+        "step": step,
+        "val_iou": round(iou(net, val), 4),
+        **{f"val_held_{i}": round(held_back(net, b), 4) for i, b in enumerate(val_clean)},
+    }
     info = {
         **final,
         "data": str(args.data),
+        "negatives": [str(d) for d in args.negatives],
+        "negative_share": args.negative_share if negatives else 0.0,
+        "clean_share": args.clean_share,
+        "yaw_balance": bool(args.yaw_balance),
+        "sharpen": args.sharpen,
         "faces": len(crops),
         "cutouts": len(cutouts),
         "kinds": sorted(set(training_kinds(len(cutouts)))),
         "init": str(args.init or ""),
-    }
+    }  # fmt: skip
     save_occluder(net, out / "occluder.safetensors", info)
     log(json.dumps({**final, "wrote": str(out / "occluder.safetensors")}))
     return out / "occluder.safetensors"
@@ -229,6 +334,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cutouts", help="folder of real hand cut-outs (data.occluders cache)")
     p.add_argument("--init", help="start from these segmenter weights (.safetensors)")
     p.add_argument("--faces", type=int, default=4000, help="training faces held in memory")
+    p.add_argument(
+        "--negatives",
+        nargs="*",
+        default=[],
+        help="further prepared training sets (e.g. the CelebA DFL faceset)",
+    )
+    p.add_argument("--negative-faces", type=int, default=6000, help="faces per negatives set")
+    p.add_argument(
+        "--negative-share",
+        type=float,
+        default=0.5,
+        help="share of samples whose face comes from the negatives sets",
+    )
+    p.add_argument(
+        "--clean-share",
+        type=float,
+        default=NO_OCCLUDER,
+        help="share of samples without any occluder (all-zero target)",
+    )
+    p.add_argument(
+        "--yaw-balance",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="draw faces yaw-balanced (default: on with --negatives)",
+    )
+    p.add_argument("--sharpen", type=float, default=0.0,
+                   help="share of faces given an unsharp mask (crisper skin)")  # fmt: skip
     p.add_argument("--steps", type=int, default=2500, help="planned steps (learning rate decay)")
     p.add_argument("--minutes", type=float, default=25.0, help="wall-clock budget of this run")
     p.add_argument("--batch", type=int, default=16)
@@ -236,7 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=50, help="log, validate and checkpoint")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    train(p.parse_args(argv))
+    args = p.parse_args(argv)
+    if args.yaw_balance is None:
+        args.yaw_balance = bool(args.negatives)
+    train(args)
     return 0
 
 
