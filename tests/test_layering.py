@@ -17,12 +17,14 @@ from selfswap.nets.model import Guidance, ModelConfig, SwapModel
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "selfswap"
 
-# The shipped default model on `_fixed_input()`: the mean of its output and two pixels,
-# measured with the code before the move (issue #14 item 6, `GeneratorSide` called with six
-# positional tensors) on 2026-12-02; the moved code gives the same values.
-DEFAULT_MEAN = 0.484335
-DEFAULT_AT_64_64 = [0.494913, 0.467554, 0.460853]
-DEFAULT_AT_40_80 = [0.212484, 0.267294, 0.304204]
+# The shipped default model on `_fixed_input()`: the mean of its output and two pixels.
+# For the previous default (no texture) these were measured with the code before the move
+# (issue #14 item 6, `GeneratorSide` called with six positional tensors) and the moved code
+# gave the same values; since default v2 (texture guidance) they are v2's, measured with the
+# moved code on 2026-12-02, so that any later change of the model code shows here.
+DEFAULT_MEAN = 0.57606
+DEFAULT_AT_64_64 = [0.607382, 0.544964, 0.506774]
+DEFAULT_AT_40_80 = [0.55678, 0.458033, 0.346784]
 
 
 def test_swapping_never_imports_the_trainer():
@@ -53,14 +55,19 @@ def test_inference_code_has_no_import_of_the_trainer():
         assert not statement.search(path.read_text()), path
 
 
-def _fixed_input(size: int = 128) -> tuple[Guidance, torch.Tensor]:
+def _fixed_input(size: int = 128, textured: bool = False) -> tuple[Guidance, torch.Tensor]:
     g = torch.Generator().manual_seed(14)
     image = torch.rand(1, 3, size, size, generator=g)
     mask = torch.zeros(1, 1, size, size)
     mask[..., size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
     normals = torch.rand(1, 3, size, size, generator=g) * 2 - 1
     z_id = torch.randn(1, 128, generator=g)
-    return Guidance(image, mask, normals, mask, mask), z_id
+    extra = {}
+    if textured:  # the source's pixels on the mesh: seen on the left half
+        visibility = torch.zeros(1, 1, size, size)
+        visibility[..., : size // 2] = 1
+        extra = {"texture": torch.rand(1, 3, size, size, generator=g), "visibility": visibility}
+    return Guidance(image, mask, normals, mask, mask, **extra), z_id
 
 
 def test_default_model_gives_the_outputs_it_gave_before_the_move():
@@ -69,7 +76,7 @@ def test_default_model_gives_the_outputs_it_gave_before_the_move():
     model, config, _ = bundle.load_generator_side(bundle.packaged("default"))
     assert isinstance(model, SwapModel) and isinstance(config, ModelConfig)
     with torch.no_grad():
-        out = model(*_fixed_input())
+        out = model(*_fixed_input(textured=config.generator.source_texture))
     assert float(out.mean()) == pytest.approx(DEFAULT_MEAN, abs=2e-5)
     torch.testing.assert_close(out[0, :, 64, 64], torch.tensor(DEFAULT_AT_64_64), atol=2e-5, rtol=0)
     torch.testing.assert_close(out[0, :, 40, 80], torch.tensor(DEFAULT_AT_40_80), atol=2e-5, rtol=0)
