@@ -399,6 +399,6 @@ def test_training_reads_a_set_still_being_prepared(tmp_path, astronaut, astronau
         pd.DataFrame({"crop": ["crops/a.jpg"], "landmarks68": [marks], "yaw": [yaw]}).to_parquet(
             tmp_path / "parts" / f"part-{i:05d}.parquet"
         )
-    crops, landmarks, yaws = load_faces(tmp_path, 10, 0, with_yaw=True)
+    crops, landmarks, yaws = load_faces(tmp_path, 10, 0)
     assert crops.shape == (2, 128, 128, 3) and landmarks.shape == (2, 68, 2)
     assert sorted(yaws) == [-40.0, 5.0]

@@ -33,6 +33,12 @@ def checkpoint_name(step: int) -> str:
     return f"{PREFIX}{step:08d}"
 
 
+def checkpoint_step(name: str) -> int | None:
+    """The step of checkpoint folder name `name` (`checkpoint_name`'s inverse), or None."""
+    digits = name.removeprefix(PREFIX)
+    return int(digits) if name.startswith(PREFIX) and digits.isdigit() else None
+
+
 def split_weights(flat: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
     """The tensors of network `name` (`ema`, say) of a checkpoint, without the prefix."""
     prefix = name + "."

@@ -112,9 +112,7 @@ def lr_lambda(config: TrainConfig):
 def exported_step(info: dict) -> int:
     """The training step an exported model file was written at (its `checkpoint` info,
     `step-00003000`), or 0."""
-    name = str(info.get("checkpoint", ""))
-    digits = name.removeprefix("step-")
-    return int(digits) if name.startswith("step-") and digits.isdigit() else 0
+    return ckpt.checkpoint_step(str(info.get("checkpoint", ""))) or 0
 
 
 def split_faces(identity: np.ndarray, held_out: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

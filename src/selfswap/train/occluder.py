@@ -64,9 +64,9 @@ def _faces_table(data: Path):
     return pd.concat([pd.read_parquet(p, columns=columns) for p in parts], ignore_index=True)
 
 
-def load_faces(data: Path, count: int, seed: int, with_yaw: bool = False) -> tuple[np.ndarray, ...]:
-    """`count` random crops `(N, S, S, 3)` uint8 RGB and their landmarks `(N, 68, 2)` (and
-    with_yaw: their yaw `(N,)` in degrees)."""
+def load_faces(data: Path, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`count` random crops `(N, S, S, 3)` uint8 RGB, their landmarks `(N, 68, 2)` and their
+    yaw `(N,)` in degrees."""
     table = _faces_table(data)
     rows = table.sample(n=min(count, len(table)), random_state=seed)
     crops, marks, yaws = [], [], []
@@ -78,8 +78,7 @@ def load_faces(data: Path, count: int, seed: int, with_yaw: bool = False) -> tup
                      else img[:, :, ::-1])  # fmt: skip
         marks.append(np.asarray(lm, np.float64).reshape(68, 2) * INPUT / img.shape[0])
         yaws.append(float(yaw))
-    out = np.stack(crops), np.stack(marks)
-    return (*out, np.array(yaws)) if with_yaw else out
+    return np.stack(crops), np.stack(marks), np.array(yaws)
 
 
 def yaw_balanced(yaws: np.ndarray, bin_deg: float = YAW_BIN, floor: float = 0.05) -> np.ndarray:
@@ -238,10 +237,10 @@ def train(args: argparse.Namespace, log=print) -> Path:
     torch.manual_seed(args.seed)
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    crops, marks, yaws = load_faces(Path(args.data).expanduser(), args.faces, args.seed, True)
+    crops, marks, yaws = load_faces(Path(args.data).expanduser(), args.faces, args.seed)
     held = np.random.default_rng(args.seed + 1)
     textures = corner_textures(crops[VALIDATION:], 600, held)
-    negatives = [load_faces(Path(d).expanduser(), args.negative_faces, args.seed, True)
+    negatives = [load_faces(Path(d).expanduser(), args.negative_faces, args.seed)
                  for d in args.negatives]  # fmt: skip
     cutouts = load_cutouts(Path(args.cutouts)) if args.cutouts else []
     # validation: its own faces, and every tenth cut-out (never trained on; stable while the
