@@ -5,7 +5,9 @@ Baseline for ratios: end to end = analysis + swap_faces + seam match + source de
 paste-back + watermark, i.e. `swap_image` with the source identity precomputed (model
 loaded, warmed up), with the default options; "end to end, no detail / seam" is the same
 without the two finishing steps (the pipeline before issue #14 item 3), "expression_parts
-none" without the target's mouth (models with the source texture).
+none" without the target's mouth (models with the source texture), "bilinear resampling"
+with the paste and the source detail's render resampled bilinearly instead of with Lanczos
+(the pipeline before that change, docs/decisions.md).
 Targets (issue #6, 2-core CPU): generator ≤ 60 ms per face at 128 (batch of 8), end to end
 ≤ 150 ms per 640x480 photo with one face.
 """
@@ -17,11 +19,14 @@ import resource
 import sys
 from pathlib import Path
 
+import cv2
+
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_analyze import photo_640x480, timed  # noqa: E402
 from selfswap.face import align  # noqa: E402
 from selfswap.provenance import embed_watermark  # noqa: E402
 from selfswap.samples import grace_hopper  # noqa: E402
+from selfswap.swap import blend, detail  # noqa: E402
 from selfswap.swap.blend import paste_back_many  # noqa: E402
 from selfswap.swap.pipeline import FaceSwapper  # noqa: E402
 
@@ -48,6 +53,15 @@ def main() -> None:
         out, _ = swapper.swap_frame(target, found, source, 0.0, detail, seam, parts)
         embed_watermark(out)
 
+    def bilinear_end_to_end() -> None:
+        """The pipeline as it was before Lanczos resampling (docs/decisions.md)."""
+        saved = blend.FACE_INTERPOLATION, detail.INTERPOLATION
+        blend.FACE_INTERPOLATION = detail.INTERPOLATION = cv2.INTER_LINEAR
+        try:
+            end_to_end()
+        finally:
+            blend.FACE_INTERPOLATION, detail.INTERPOLATION = saved
+
     def generator_batch(n: int) -> float:
         gen = swapper.model.generator
         x = torch.rand(n, gen.config.guidance_channels, r, r)
@@ -70,6 +84,7 @@ def main() -> None:
         ("watermark", timed(lambda: embed_watermark(target), args.repeat)),
         ("end to end, no detail / seam", timed(lambda: end_to_end(0.0, 0.0), args.repeat)),
         ("end to end, expression_parts none", timed(lambda: end_to_end(parts="none"), args.repeat)),
+        ("end to end, bilinear resampling", timed(bilinear_end_to_end, args.repeat)),
         ("end to end, one face", timed(end_to_end, args.repeat)),
     ]  # fmt: skip
     total = rows[-1][1]

@@ -83,13 +83,14 @@ def test_demo_swaps_move_identity_towards_the_source(tmp_path):
         assert s.to_source > s.before, (s.source_name, s.to_source, s.before)
         assert s.swapped.shape == s.target.shape
         # the independent judge's view is reported too: regression values for the shipped
-        # model (the previous default: 0.653 and 0.525, and 0.118 and 0.147 before the
+        # model (0.698 and 0.718 with bilinear resampling of the paste and the source detail;
+        # the previous default: 0.653 and 0.525, and 0.118 and 0.147 before the
         # source's detail and the seam match; the demo compares with the very photo the
         # source's texture and detail come from, so these overstate what another photo of
         # the person would score: see docs/results)
         assert all(-1 <= v <= 1 for v in s.judged)
     judged_to_source = [s.judged[0] for s in swaps]
-    np.testing.assert_allclose(judged_to_source, [0.698, 0.718], atol=0.03)
+    np.testing.assert_allclose(judged_to_source, [0.729, 0.740], atol=0.03)
     assert "SFace" in report(swaps)
     from selfswap.io.images import load_image
 

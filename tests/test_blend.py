@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from selfswap.eval.metrics import laplacian_variance
 from selfswap.face.align import alignment_matrix, transform_points, warp_from_crop, warp_to_crop
 from selfswap.swap.blend import (
     color_match,
@@ -72,6 +73,22 @@ def test_paste_back_of_the_unmodified_crop_reproduces_the_frame(faces, name, siz
     error = np.abs(out.astype(int) - image.astype(int))[core].mean()
     assert error <= np.abs(round_trip.astype(int) - image.astype(int))[core].mean() + 0.1
     assert error < 3.0
+
+
+def test_paste_back_keeps_the_detail_of_a_face(faces) -> None:
+    """Grace Hopper's face through a 512 crop (1.44 crop pixels per photo pixel) and back:
+    the bicubic paste keeps 0.768 of the photo's Laplacian variance over the face, a
+    bilinear one 0.647 (what swaps looked like before: soft)."""
+    image, landmarks = faces["grace_hopper"]
+    size = 512
+    matrix = alignment_matrix(landmarks, size)
+    crop = warp_to_crop(image, matrix, size)
+    mask = np.zeros((size, size), np.float32)
+    mask[size // 4 : size * 4 // 5, size // 4 : size * 3 // 4] = 1
+    out = paste_back(image, crop, matrix, mask)
+    (x0, y0), (x1, y1) = landmarks.min(0).astype(int), landmarks.max(0).astype(int)
+    kept = laplacian_variance(out[y0:y1, x0:x1]) / laplacian_variance(image[y0:y1, x0:x1])
+    assert 0.72 < kept < 1.05
 
 
 def test_a_new_face_replaces_the_masked_area_only(faces) -> None:

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from selfswap.eval.metrics import laplacian_variance
 from selfswap.face.align import alignment_matrix, transform_points, warp_to_crop
 from selfswap.geometry.mesh import Geometry, compose, face_geometry, swap_geometry
 from selfswap.geometry.render import Renderer
@@ -228,3 +229,30 @@ def test_guidance_grid_shows_the_source_texture_and_its_visibility(astronaut, gr
     # where the source saw the face, the tile shows Hopper's pixels, not the astronaut's
     assert np.abs(textured - target_tile).max(axis=2)[seen].mean() > 20
     assert np.abs(textured - target_tile).max(axis=2)[visibility.max(axis=2) == 0].mean() < 10
+
+
+@pytest.mark.parametrize("flag", [cv2.INTER_LINEAR, cv2.INTER_CUBIC])
+def test_render_resamples_the_photo_as_asked(hopper, flag):
+    """At a crop about the photo's own scale (Grace Hopper at 384, 1.08 crop px per photo px)
+    the render of the photo on its own fit is the photo warped into the crop with the same
+    interpolation (0.03 grey levels apart where seen); bicubic keeps the photo's detail (the
+    Laplacian variance of the bicubic warp), bilinear 0.72 of it."""
+    photo, face = hopper[:2]
+    side = 384
+    matrix = alignment_matrix(face.landmarks68, side)
+    with Renderer(side) as renderer:
+        texture, visibility = render_source_texture(
+            renderer, photo, face_geometry([face]), face_geometry([face], matrix[None]),
+            interpolation=flag,
+        )  # fmt: skip
+    rendered = texture[0].transpose(1, 2, 0) * 255
+    seen = visibility[0, 0] > 0.99
+    warped = cv2.warpAffine(photo, matrix, (side, side), flags=flag).astype(np.float32)
+    assert np.abs(rendered - warped)[seen].mean() < 0.1
+    inner = (slice(side * 3 // 10, side * 7 // 10),) * 2
+    sharp = cv2.warpAffine(photo, matrix, (side, side), flags=cv2.INTER_CUBIC)
+    kept = laplacian_variance(rendered[inner]) / laplacian_variance(sharp[inner])
+    if flag == cv2.INTER_CUBIC:
+        assert kept > 0.95
+    else:
+        assert kept < 0.8

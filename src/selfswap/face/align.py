@@ -71,13 +71,20 @@ def warp_to_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray
     )
 
 
-def warp_from_crop(crop: np.ndarray, matrix: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Crop content put back into image space `(height, width, C)` (zeros outside)."""
+def warp_from_crop(
+    crop: np.ndarray,
+    matrix: np.ndarray,
+    width: int,
+    height: int,
+    interpolation: int = cv2.INTER_LINEAR,
+) -> np.ndarray:
+    """Crop content put back into image space `(height, width, C)` (zeros outside);
+    `interpolation` an OpenCV flag (Lanczos or bicubic keep detail that bilinear blurs)."""
     return cv2.warpAffine(
         crop,
         np.asarray(matrix, np.float64),
         (width, height),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        flags=interpolation | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_CONSTANT,
     )
 

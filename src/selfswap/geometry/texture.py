@@ -5,9 +5,9 @@ The 3DMM gives a dense correspondence between two photos: vertex k of the source
 target pose, posed in the target crop) are the same point of the face. So the swap mesh is
 rendered into the target crop with each vertex carrying, as a vertex attribute, *where it
 lies in the source photo*; the rasteriser interpolates those coordinates per pixel and the
-source photo is resampled there (`cv2.remap`, bilinear). Every crop pixel gets the source's
-real pixel, not a per-vertex colour, so the texture keeps the photo's full detail (as far as
-the 3DMM fit is right).
+source photo is resampled there (`cv2.remap`; bilinear, or a sharper filter where the render is
+shown at full size). Every crop pixel gets the source's real pixel, not a per-vertex colour,
+so the texture keeps the photo's full detail (as far as the 3DMM fit is right).
 
 A surface point is only usable where the source photo saw it. Its visibility, in [0, 1], is
 the product of
@@ -85,12 +85,17 @@ def _smoothstep(lo: float, hi: float, x: np.ndarray) -> np.ndarray:
 
 
 def _sample(
-    image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, box: np.ndarray, target_size: float
+    image: np.ndarray,
+    map_x: np.ndarray,
+    map_y: np.ndarray,
+    box: np.ndarray,
+    target_size: float,
+    interpolation: int = cv2.INTER_LINEAR,
 ) -> np.ndarray:
-    """Bilinear samples `(R, R, C)` float32 of `image` at pixel coordinates `map_x`, `map_y`
-    `(R, R)`, reading only the region `box` (x0, y0, x1, y1) around the source face and
-    reducing it first when the source face (its side, `box`) is much larger than the target
-    face (`target_size` pixels)."""
+    """Samples `(R, R, C)` float32 of `image` at pixel coordinates `map_x`, `map_y` `(R, R)`
+    (`interpolation`: an OpenCV flag), reading only the region `box` (x0, y0, x1, y1) around
+    the source face and reducing it first when the source face (its side, `box`) is much
+    larger than the target face (`target_size` pixels)."""
     h, w = image.shape[:2]
     x0, y0 = max(int(np.floor(box[0])) - 2, 0), max(int(np.floor(box[1])) - 2, 0)
     x1, y1 = min(int(np.ceil(box[2])) + 3, w), min(int(np.ceil(box[3])) + 3, h)
@@ -111,7 +116,7 @@ def _sample(
         np.ascontiguousarray(region),
         map_x.astype(np.float32),
         map_y.astype(np.float32),
-        cv2.INTER_LINEAR,
+        interpolation,
         borderMode=cv2.BORDER_REPLICATE,
     )
     return out.reshape(*map_x.shape, -1).astype(np.float32)
@@ -168,6 +173,7 @@ def render_source_texture(
     *,
     depth_tolerance: float = 0.01,
     grazing: tuple[float, float] = (0.05, 0.35),
+    interpolation: int = cv2.INTER_LINEAR,
     as_tensor: bool = False,
 ) -> tuple[np.ndarray, np.ndarray] | tuple[torch.Tensor, torch.Tensor]:
     """Render each source photo, through its 3DMM fit, onto the target-view geometry.
@@ -188,6 +194,8 @@ def render_source_texture(
             twice that.
         grazing: the source-view normal z (cosine to the view direction) ramped from 0
             visibility at `grazing[0]` to 1 at `grazing[1]`.
+        interpolation: how the photos are resampled (an OpenCV flag; bilinear, as in
+            training, unless the render is shown at full size, where bicubic keeps detail).
         as_tensor: return `torch.Tensor`s instead of numpy arrays.
 
     Returns:
@@ -249,7 +257,7 @@ def render_source_texture(
         if not covered[b].any():
             continue
         box = np.concatenate([lo[b], hi[b]])
-        sampled = _sample(image, map_x[b], map_y[b], box, float(target_size[b]))
+        sampled = _sample(image, map_x[b], map_y[b], box, float(target_size[b]), interpolation)
         if image.dtype == np.uint8:
             sampled *= 1.0 / 255.0
         texture[b] = sampled.transpose(2, 0, 1) * (visibility[b] > 0)

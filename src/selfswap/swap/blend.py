@@ -30,6 +30,11 @@ from selfswap.face.align import invert, transform_points, warp_from_crop
 FEATHER = 0.06
 #: Limits on the per-channel std ratio of colour matching (robustness on flat regions).
 STD_RATIO = (0.5, 2.0)
+#: How the face is resampled into the frame. Bilinear resampling at the sub-pixel offsets of
+#: a paste blurs what it moves (two bilinear warps keep 44 % of a photo's Laplacian variance,
+#: two bicubic 85 %, two Lanczos 94 %, on 20 in-the-wild photos); the mask stays bilinear.
+#: See docs/decisions.md, "Resampling at the size it is shown".
+FACE_INTERPOLATION = cv2.INTER_LANCZOS4
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:
@@ -162,7 +167,7 @@ def paste_into(
     m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # frame ROI → crop
     w, h = x1 - x0, y1 - y0
     alpha = warp_from_crop(soft, m, w, h)[..., None]
-    face = warp_from_crop(crop8, m, w, h).astype(np.float32)
+    face = warp_from_crop(crop8, m, w, h, FACE_INTERPOLATION).astype(np.float32)
     roi = frame[y0:y1, x0:x1]
     base = roi.astype(np.float32)
     blended = np.rint(base + alpha * (face - base))

@@ -32,6 +32,9 @@ from selfswap.face.align import matrix_scale
 #: The largest side of the output-resolution crop (a 512 crop holds a face of ~256 px at
 #: the canonical scale; larger faces get the 512 crop's detail upsampled).
 MAX_SIDE = 512
+#: How the source photo is resampled into the output-resolution render: its detail is what
+#: is shown, and bilinear resampling would blur it (`selfswap.swap.blend.FACE_INTERPOLATION`).
+INTERPOLATION = cv2.INTER_LANCZOS4
 #: Sides are multiples of this (renderers are cached per side).
 SIDE_STEP = 32
 #: Below this magnification (output side / R) the crop is used as it is.

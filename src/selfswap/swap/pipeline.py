@@ -207,6 +207,7 @@ class FaceSwapper:
         renderer=None,
         target: np.ndarray | None = None,
         target_faces: list[Face] | None = None,
+        interpolation: int = cv2.INTER_LINEAR,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The source photo's pixels on the swap geometry (posed in the target crops) and
         their visibility, `(count, 3, R, R)` and `(count, 1, R, R)` (see
@@ -214,7 +215,8 @@ class FaceSwapper:
         (`selfswap.geometry.regions`) the pixels come from the `target` photo instead, through
         its faces' own 3DMM fits (`target_faces`, one per geometry), so that those parts keep
         the target's expression; without a target nothing is visible there. `renderer`: that
-        of the crops (default R)."""
+        of the crops (default R); `interpolation`: how the photos are resampled (an OpenCV
+        flag)."""
         from selfswap.geometry import regions
         from selfswap.geometry.mesh import face_geometry
         from selfswap.geometry.texture import render_source_texture
@@ -224,7 +226,9 @@ class FaceSwapper:
         renderer = renderer or self.masks.renderer
         photos = [source.texture_photo] * count
         posed = face_geometry([source.texture_face] * count)
-        texture, visibility = render_source_texture(renderer, photos, posed, geometry)
+        texture, visibility = render_source_texture(
+            renderer, photos, posed, geometry, interpolation=interpolation
+        )
         parts = regions.parts_of(expression_parts)
         if not parts:
             return texture, visibility
@@ -241,7 +245,11 @@ class FaceSwapper:
         if target is None or target_faces is None:
             return regions.hide_regions(texture, visibility, weights)
         own = render_source_texture(
-            renderer, [target] * count, face_geometry(list(target_faces)), geometry
+            renderer,
+            [target] * count,
+            face_geometry(list(target_faces)),
+            geometry,
+            interpolation=interpolation,
         )
         return regions.blend_textures(texture, visibility, *own, weights)
 
@@ -351,7 +359,14 @@ class FaceSwapper:
                 align.camera_to_crop(face.camera, hi)[None],
             )
             texture, visibility = self.source_texture(
-                source, painted, 1, expression_parts, self.renderer(side), frame, [face]
+                source,
+                painted,
+                1,
+                expression_parts,
+                self.renderer(side),
+                frame,
+                [face],
+                detail.INTERPOLATION,
             )
             sharp = detail.add_detail(
                 detail.upsample(crop, side),
