@@ -443,7 +443,7 @@ def build_app(config: WebConfig, temp: TempFolder):  # noqa: C901 (one page, one
             )
             chosen = gr.CheckboxGroup([], label="Chosen faces", elem_id=f"{prefix}-chosen")
             reference = gr.File(
-                label="Reference photo (its person's faces are replaced)",
+                label="Reference photo",
                 file_types=["image"],
                 height=120,
                 elem_id=f"{prefix}-reference",
