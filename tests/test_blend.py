@@ -77,8 +77,8 @@ def test_paste_back_of_the_unmodified_crop_reproduces_the_frame(faces, name, siz
 
 def test_paste_back_keeps_the_detail_of_a_face(faces) -> None:
     """Grace Hopper's face through a 512 crop (1.44 crop pixels per photo pixel) and back:
-    the bicubic paste keeps 0.768 of the photo's Laplacian variance over the face, a
-    bilinear one 0.647 (what swaps looked like before: soft)."""
+    the Lanczos paste keeps 0.766 of the photo's Laplacian variance over the face (bicubic
+    0.768), a bilinear one 0.647 (what swaps looked like before: soft)."""
     image, landmarks = faces["grace_hopper"]
     size = 512
     matrix = alignment_matrix(landmarks, size)

@@ -195,7 +195,7 @@ def render_source_texture(
         grazing: the source-view normal z (cosine to the view direction) ramped from 0
             visibility at `grazing[0]` to 1 at `grazing[1]`.
         interpolation: how the photos are resampled (an OpenCV flag; bilinear, as in
-            training, unless the render is shown at full size, where bicubic keeps detail).
+            training, unless the render is shown at full size, where Lanczos keeps detail).
         as_tensor: return `torch.Tensor`s instead of numpy arrays.
 
     Returns:
