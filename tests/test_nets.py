@@ -104,3 +104,34 @@ def test_icnr_starts_without_checkerboard():
     out = F.pixel_shuffle(conv(torch.randn(1, 8, 6, 6)), 2)
     # every 2x2 block holds one value: a nearest-neighbour upsampling
     assert torch.allclose(out, F.interpolate(out[..., ::2, ::2], scale_factor=2), atol=1e-6)
+
+
+def test_full_resolution_head_starts_as_no_change_and_then_refines():
+    """`full_res_head` (issue #14 item 2) adds thin 3x3 convolutions at full resolution on
+    the shuffled output: a generator with it gives the same output as one without it until
+    the head learns, and then a different one that depends on the guidance pixel for pixel."""
+    plain = small_generator()
+    headed = small_generator(full_res_head=8)
+    missing, unexpected = headed.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("head.") for k in missing)
+    x, z = torch.rand(2, 8, 64, 64), torch.randn(2, 128)
+    torch.testing.assert_close(headed(x, z), plain(x, z), rtol=0, atol=0)
+    # one optimiser step on an L1 loss moves the head's zero layer, and then the output
+    target = torch.rand(2, 3, 64, 64)
+    torch.nn.functional.l1_loss(headed(x, z), target).backward()
+    last = headed.head.net[-1]
+    assert float(last.weight.grad.abs().sum()) > 0
+    with torch.no_grad():
+        last.weight.add_(torch.randn_like(last.weight) * 0.1)
+    refined = headed(x, z)
+    assert not torch.allclose(refined, plain(x, z))
+    # the head works pixel for pixel: a change of one guidance pixel moves its correction
+    # in the 7x7 window of its three 3x3 layers around that pixel and nowhere else
+    logits = torch.randn(2, 3, 64, 64)
+    poked = x.clone()
+    poked[:, 0, 31, 31] += 1
+    with torch.no_grad():
+        moved = (headed.head(logits, poked) - headed.head(logits, x)).abs().sum(dim=(0, 1)) > 0
+    window = torch.zeros(64, 64, dtype=torch.bool)
+    window[28:35, 28:35] = True
+    assert torch.equal(moved, window)

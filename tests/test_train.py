@@ -20,6 +20,7 @@ from PIL import Image
 from conftest import tiny_train_config as tiny
 from selfswap.config import ConfigError, load_config
 from selfswap.errors import SelfswapError
+from selfswap.nets.model import Guidance
 from selfswap.train.batches import ResumableSampler
 from selfswap.train.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from selfswap.train.config import TrainConfig
@@ -27,7 +28,9 @@ from selfswap.train.loop import Trainer, split_faces, swap_sources, train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
-TRAIN_CONFIGS = [p for p in CONFIGS if p.name.startswith(("samae", "seesaw", "ablation"))]
+TRAIN_CONFIGS = [
+    p for p in CONFIGS if p.name.startswith(("samae", "seesaw", "ablation", "default"))
+]
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +75,7 @@ def test_shipped_configs_load_and_validate(path):
         assert not cfg.samae_config().perforation.enabled
     if "no-appearance" in name:
         assert cfg.generator_config().appearance_dim == 0
+    assert (cfg.generator_config().full_res_head > 0) == ("fullres" in name)
     assert cfg.mode == ("seesaw" if name.startswith("seesaw") else "samae")
     assert cfg.size == (256 if "256" in name else 128)
 
@@ -235,6 +239,18 @@ def test_a_run_starts_from_an_exported_model_at_its_step(faces, tmp_path):
     wrong = tiny(faces, tmp_path / "c", *common, "generator.style_dim=32", f"init={model_file}")
     with pytest.raises(SelfswapError, match="different model"):
         Trainer(wrong, log=quiet).start_from(wrong.init)
+    # a configuration that adds the full-resolution head starts from the file unchanged
+    headed_cfg = tiny(faces, tmp_path / "d", *common, "generator.full_res_head=4")
+    headed = Trainer(headed_cfg, log=quiet)
+    headed.start_from(model_file)
+    model, _, _ = bundle.load_generator_side(model_file)
+    g = torch.Generator().manual_seed(0)
+    image, normals = torch.rand(2, 3, 64, 64, generator=g), torch.rand(2, 3, 64, 64, generator=g)
+    mask = (torch.rand(2, 1, 64, 64, generator=g) > 0.5).float()
+    guidance, z_id = Guidance(image, mask, normals, mask, mask), torch.randn(2, 128, generator=g)
+    assert headed.ema.generator.head is not None and model.generator.head is None
+    with torch.no_grad():
+        torch.testing.assert_close(headed.ema(guidance, z_id), model(guidance, z_id))
 
 
 def _first_step_dtypes(trainer: Trainer) -> dict[str, object]:

@@ -8,7 +8,9 @@ every residual block at every resolution.
 For CPU budgets the U-Net starts with space-to-depth (pixel unshuffle): the full-resolution
 level costs one cheap 1x1 projection instead of 3x3 convolutions at R×R; the last layer
 shuffles back. The price is some high-frequency detail, which the skip of the unmasked image
-and the final composite keep outside the mask.
+and the final composite keep outside the mask. Inside it, an optional full-resolution head
+(`full_res_head`, issue #14 item 2) refines the shuffled output with a few thin 3x3
+convolutions at R×R that see the guidance (the source texture above all) pixel for pixel.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class GeneratorConfig:
     # also take the source texture rendered through the 3DMM and its visibility
     # (`selfswap.geometry.texture`) as guidance
     source_texture: bool = False
+    # channels of a residual refinement head at full resolution R (0 = none): it sees the
+    # shuffled output and the guidance pixel for pixel, and its last convolution starts at
+    # zero, so a model trained without it continues unchanged
+    full_res_head: int = 0
 
     @property
     def guidance_channels(self) -> int:
@@ -101,6 +107,9 @@ class Generator(nn.Module):
         self.out = nn.Conv2d(chans[0], 3 * s * s, 3, padding=1)
         if s > 1:
             icnr_(self.out, s)
+        self.head = (
+            FullResHead(cfg.guidance_channels, cfg.full_res_head) if cfg.full_res_head else None
+        )
 
     def forward(
         self, guidance: torch.Tensor, z_id: torch.Tensor, z_app: torch.Tensor | None = None
@@ -129,7 +138,30 @@ class Generator(nn.Module):
         h = self.out(F.silu(self.out_norm(h)))
         if s > 1:
             h = F.pixel_shuffle(h, s)
+        if self.head is not None:
+            h = h + self.head(h, guidance)
         return torch.sigmoid(h)
+
+
+class FullResHead(nn.Module):
+    """`forward(logits (B,3,R,R), guidance (B,G,R,R)) -> (B,3,R,R)`: a correction of the
+    generator's output logits from 3x3 convolutions at full resolution. The last layer is
+    zero at the start, so the head begins as no change."""
+
+    def __init__(self, guidance_channels: int, channels: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3 + guidance_channels, channels, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(channels, 3, 3, padding=1),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, logits: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([logits, guidance.to(logits.dtype)], dim=1))
 
 
 def icnr_(conv: nn.Conv2d, factor: int) -> None:

@@ -377,7 +377,10 @@ class Trainer:
         model, _, info = exported.load(path)
         try:
             for module in (self.gside, self.ema):
-                module.load_state_dict(model.state_dict())
+                # a full-resolution head this configuration adds starts as no change
+                missing, unexpected = module.load_state_dict(model.state_dict(), strict=False)
+                if unexpected or any(not k.startswith("generator.head.") for k in missing):
+                    raise RuntimeError(f"missing {missing}, unexpected {unexpected}")
         except RuntimeError:
             raise SelfswapError(
                 f"{path} is a different model from the one this configuration trains "
