@@ -116,7 +116,8 @@ def test_full_resolution_head_starts_as_no_change_and_then_refines():
     assert not unexpected and missing and all(k.startswith("head.") for k in missing)
     x, z = torch.rand(2, 8, 64, 64), torch.randn(2, 128)
     torch.testing.assert_close(headed(x, z), plain(x, z), rtol=0, atol=0)
-    # one optimiser step on an L1 loss moves the head's zero layer, and then the output
+    # a loss reaches the head's zero layer through its gradient; once that layer has moved,
+    # so does the output
     target = torch.rand(2, 3, 64, 64)
     torch.nn.functional.l1_loss(headed(x, z), target).backward()
     last = headed.head.net[-1]
