@@ -5,7 +5,8 @@ Baseline for ratios: end to end = analysis + swap_faces + seam match + source de
 paste-back + watermark, i.e. `swap_image` with the source identity precomputed (model
 loaded, warmed up), with the default options; "end to end, no detail / seam" is the same
 without the two finishing steps (the pipeline before issue #14 item 3), "expression_parts
-none" without the target's mouth (models with the source texture), "bilinear resampling"
+none" without the target's mouth (models with the source texture), "no mirror fill"
+without filling what the source photo did not see from its mirror image, "bilinear resampling"
 with the paste and the source detail's render resampled bilinearly instead of with Lanczos
 (the pipeline before that change, docs/decisions.md).
 Targets (issue #6, 2-core CPU): generator ≤ 60 ms per face at 128 (batch of 8), end to end
@@ -48,9 +49,11 @@ def main() -> None:
     crops, masks, matrices = swapper.swap_faces(target, faces, source)
     finish = (crops, masks, matrices)
 
-    def end_to_end(detail: float = 1.0, seam: float = 1.0, parts: str = "mouth") -> None:
+    def end_to_end(
+        detail: float = 1.0, seam: float = 1.0, parts: str = "mouth", mirror: float = 1.0
+    ) -> None:
         found = swapper.fast_analyzer.analyze(target)
-        out, _ = swapper.swap_frame(target, found, source, 0.0, detail, seam, parts)
+        out, _ = swapper.swap_frame(target, found, source, 0.0, detail, seam, parts, mirror)
         embed_watermark(out)
 
     def bilinear_end_to_end() -> None:
@@ -84,6 +87,7 @@ def main() -> None:
         ("watermark", timed(lambda: embed_watermark(target), args.repeat)),
         ("end to end, no detail / seam", timed(lambda: end_to_end(0.0, 0.0), args.repeat)),
         ("end to end, expression_parts none", timed(lambda: end_to_end(parts="none"), args.repeat)),
+        ("end to end, no mirror fill", timed(lambda: end_to_end(mirror=0.0), args.repeat)),
         ("end to end, bilinear resampling", timed(bilinear_end_to_end, args.repeat)),
         ("end to end, one face", timed(end_to_end, args.repeat)),
     ]  # fmt: skip

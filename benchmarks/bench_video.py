@@ -14,6 +14,7 @@ Rows for each:
   baseline for its ratio: passthrough. Targets: at least 5 fps at 640x480 (issue #6); at
   1080x1920 at least 3x the speed before issue #12's changes (about 1 fps on 2 cores);
   the CPU seconds per frame (all threads of the process) are less sensitive to other load;
+  then the same without the mirror fill (`mirror=0`), what that fill costs;
 - paste R: `paste_back` of one R×R face into the 640x480 frame (feather, warp of the
   bounding region, blend), then with colour matching; `feather` alone.
 Times are medians (and the best) over the repeats after a warm-up; the load average is
@@ -28,6 +29,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -160,6 +162,12 @@ def video_rows(clip: Path, out: Path, frames: int, swapper) -> list[tuple[str, f
             swapper.swap_video(grace_hopper(), clip, out, overwrite=True, progress=False)
 
         rows.append((f"swap (swap_video, {swapper.name})", *run(swap)))
+        plain = swapper.using(replace(swapper.config, mirror=0.0))
+
+        def swap_without_mirror() -> None:
+            plain.swap_video(grace_hopper(), clip, out, overwrite=True, progress=False)
+
+        rows.append(("swap, no mirror fill", *run(swap_without_mirror)))
     return rows
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from selfswap.geometry.mesh import Geometry
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -113,3 +118,17 @@ def png_header_only(path: Path, width: int, height: int) -> None:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 16)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat))
+
+
+def yawed(geometry: Geometry, degrees: float) -> Geometry:
+    """The same face turned by `degrees` about its own vertical axis (model y), in place."""
+    from selfswap.geometry.mesh import Geometry, compose
+
+    t = math.radians(degrees)
+    rot = np.array([[math.cos(t), 0, math.sin(t)], [0, 1, 0], [-math.sin(t), 0, math.cos(t)]])
+    centre = compose(geometry.shape[0], geometry.expression[0]).mean(0)
+    camera = geometry.camera[0].astype(np.float64)
+    turned = np.zeros((3, 4))
+    turned[:, :3] = camera[:, :3] @ rot
+    turned[:, 3] = camera[:, :3] @ (centre - rot @ centre) + camera[:, 3]
+    return Geometry(geometry.shape, geometry.expression, turned[None])

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 import pytest
 
+from conftest import yawed
 from selfswap.eval.metrics import laplacian_variance
 from selfswap.face.align import alignment_matrix, transform_points, warp_to_crop
-from selfswap.geometry.mesh import Geometry, compose, face_geometry, swap_geometry
+from selfswap.geometry.mesh import Geometry, face_geometry, swap_geometry
 from selfswap.geometry.render import Renderer
 from selfswap.geometry.texture import render_source_texture, source_texture_for_faces
 
@@ -54,18 +53,6 @@ def hopper(grace_hopper, analyzer_no_id):
 def renderer():
     with Renderer(R) as r:
         yield r
-
-
-def yawed(geometry: Geometry, degrees: float) -> Geometry:
-    """The same face turned by `degrees` about its own vertical axis (model y), in place."""
-    t = math.radians(degrees)
-    rot = np.array([[math.cos(t), 0, math.sin(t)], [0, 1, 0], [-math.sin(t), 0, math.cos(t)]])
-    centre = compose(geometry.shape[0], geometry.expression[0]).mean(0)
-    camera = geometry.camera[0].astype(np.float64)
-    turned = np.zeros((3, 4))
-    turned[:, :3] = camera[:, :3] @ rot
-    turned[:, 3] = camera[:, :3] @ (centre - rot @ centre) + camera[:, 3]
-    return Geometry(geometry.shape, geometry.expression, turned[None])
 
 
 def inner_face(face, matrix) -> np.ndarray:
@@ -256,3 +243,73 @@ def test_render_resamples_the_photo_as_asked(hopper, flag):
         assert kept > 0.95
     else:
         assert kept < 0.8
+
+
+def test_mirror_image_of_each_vertex_is_its_counterpart_across_the_face(collins, renderer):
+    from selfswap.geometry.texture import mirrored
+
+    _, _, _, _, geometry = collins
+    posed = geometry.vertices(renderer.mesh)  # (1, N, 3) in the frontal crop
+    flipped = mirrored(posed, renderer.mesh)[0]
+    keypoints = renderer.mesh.keypoints68
+    # outer and inner eye corners, mouth corners, brow ends: left <-> right in the crop
+    for a, b in ((36, 45), (39, 42), (48, 54), (17, 26), (31, 35)):
+        for i, j in ((a, b), (b, a)):
+            gap = np.linalg.norm(flipped[keypoints[i], :2] - posed[0, keypoints[j], :2])
+            assert gap < 2.0, (i, j, gap)  # crop pixels; the face is ~64 px wide
+    # the nose bridge stays on the middle line, and mirroring twice comes back
+    assert np.linalg.norm(flipped[keypoints[27], :2] - posed[0, keypoints[27], :2]) < 1.5
+    twice = mirrored(mirrored(posed, renderer.mesh), renderer.mesh)[0]
+    assert np.median(np.linalg.norm(twice - posed[0], axis=1)) < 0.2
+
+
+def test_mirror_fills_the_side_the_source_did_not_see(collins, renderer):
+    _, _, _, crop, geometry = collins
+    # a synthetic source seen at 45° yaw (the textured astronaut rendered in that view),
+    # painted back onto the frontal crop: the side turned away is hidden
+    turned = yawed(geometry, 45)
+    texture, _ = render_source_texture(renderer, crop, geometry, turned)
+    source = (texture[0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    plain = render_source_texture(renderer, source, turned, geometry)
+    assert np.array_equal(
+        render_source_texture(renderer, source, turned, geometry, mirror=0.0)[0], plain[0]
+    )
+    filled, seen = render_source_texture(renderer, source, turned, geometry, mirror=1.0)
+    before, after = plain[1][0, 0], seen[0, 0]
+    hidden = (before < 0.3) & (after > 0.8)
+    assert hidden.sum() > 300, hidden.sum()  # a large part of one side of the face
+    assert (after >= before - 1e-6).all() and after.max() <= 1.0
+    # where the source saw the face the texture is unchanged
+    kept = before > 0.999
+    assert np.abs(filled[0][:, kept] - plain[0][0][:, kept]).max() < 1e-3  # (1 - 0.999) x 1
+    # the hidden side gets the other side's pixels: they follow the true face there (its
+    # brow, eye, cheek and shading; 0.69 measured), which no flat fill can
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    painted = filled[0][:, hidden].T @ luma
+    truth = crop[hidden].astype(np.float32) @ luma
+    assert np.corrcoef(painted, truth)[0, 1] > 0.5
+
+
+def test_mirrored_paint_takes_the_light_of_the_side_it_fills():
+    """The mirrored paint is lit differently (here 0.6-0.8x as bright, smoothly varying).
+    Where both paints were seen the correction gives back the direct paint; past the last
+    seen column it continues that light, much closer to the truth than the mirrored paint."""
+    from selfswap.geometry.texture import _match_shading
+
+    rng = np.random.default_rng(0)
+    r = 64
+    albedo = cv2.GaussianBlur(rng.uniform(0.3, 0.9, (r, r, 3)).astype(np.float32), (0, 0), 2)
+    albedo = albedo.transpose(2, 0, 1)[None]
+    light = np.linspace(0.5, 1.0, r, dtype=np.float32)[None, None, None, :]
+    other = np.linspace(0.6, 0.8, r, dtype=np.float32)[None, None, None, :]
+    truth, flipped = albedo * light, albedo * light * other
+    visibility = np.zeros((1, r, r), np.float32)
+    visibility[..., : r // 2] = 1.0  # the direct paint saw the left half only
+    seen = np.ones((1, r, r), np.float32)
+    out = _match_shading(truth * (visibility[:, None] > 0), visibility, flipped, seen)
+    rows = slice(4, r - 4)
+    for cols in (slice(4, r // 2 - 4), slice(r // 2, r // 2 + 8)):  # seen; just past it
+        box = (slice(None), slice(None), rows, cols)
+        before = np.abs(flipped[box] - truth[box]).mean()
+        assert np.abs(out[box] - truth[box]).mean() < 0.15 * before, cols
+    assert out.min() >= 0 and out.max() <= truth.max() + 1e-6

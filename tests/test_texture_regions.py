@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import yawed
 from selfswap.errors import SelfswapError
 from selfswap.face import align
 from selfswap.geometry import regions
@@ -109,12 +110,13 @@ def test_an_open_target_mouth_comes_from_the_target(engine, astronaut, grace_hop
     correlation = [np.corrcoef(x[inside], target[inside])[0, 1] for x in luma]
     assert correlation[1] > 0.8 and correlation[0] < 0.4  # measured 0.93 and 0.15
     assert np.abs(mouth[0] - plain[0])[..., inside].mean() > 0.05
-    # the source texture's own function gives the unchanged texture
+    # the source texture's own function gives the unchanged texture (with the swap's mirror)
     from selfswap.geometry.texture import render_source_texture
+    from selfswap.swap.pipeline import MIRROR
 
     own = render_source_texture(
         engine.masks.renderer, [source.texture_photo], face_geometry([source.texture_face]),
-        geometry,
+        geometry, mirror=MIRROR,
     )  # fmt: skip
     for a, b in zip(own, plain):
         np.testing.assert_array_equal(a, b)
@@ -183,3 +185,56 @@ def test_expression_parts_is_a_swap_option(tmp_path):
         SwapConfig(expression_parts="nose")
     with pytest.raises(ValueError, match="expression parts must be one of"):
         regions.parts_of("nose")
+
+
+@pytest.mark.parametrize("degrees", [40, -40])
+def test_mirror_fills_what_the_source_did_not_see(engine, grace_hopper, collins, degrees):
+    """Grace Hopper seen turned by 40° (her crop rendered in that view through her 3DMM fit)
+    painted on the astronaut's frontal face: the side she turned away is hidden; `mirror`
+    fills it with the other side of her face and leaves what she showed as it was."""
+    from dataclasses import replace
+
+    from selfswap.geometry.texture import render_source_texture
+
+    face, matrix, _, _ = collins
+    source = engine.source_identity([grace_hopper])
+    hopper = source.texture_face
+    crop_matrix = align.alignment_matrix(hopper.landmarks68, R)
+    crop = align.warp_to_crop(grace_hopper, crop_matrix, R)
+    upright = face_geometry([hopper], crop_matrix[None])
+    turned = yawed(upright, degrees)
+    seen, _ = render_source_texture(engine.masks.renderer, crop, upright, turned)
+    source = replace(
+        source,
+        texture_photo=(seen[0].transpose(1, 2, 0) * 255).round().astype(np.uint8),
+        texture_face=replace(hopper, camera=turned.camera[0]),
+    )
+    geometry = _swap_geometry(source, face, matrix)
+    plain = engine.source_texture(source, geometry, 1, "none", mirror=0.0)
+    filled = engine.source_texture(source, geometry, 1, "none")  # the default: full
+    half = engine.source_texture(source, geometry, 1, "none", mirror=0.5)
+    gained = filled[1] - plain[1]
+    assert gained.min() > -1e-6 and filled[1].max() <= 1.0
+    assert (gained > 0.5).sum() > 300, (gained > 0.5).sum()  # much of one side of the face
+    np.testing.assert_allclose(half[1] - plain[1], gained / 2, atol=1e-5)
+    shown = plain[1][0, 0] >= 0.999
+    assert np.abs(filled[0][0][:, shown] - plain[0][0][:, shown]).max() < 1e-3
+    # the new pixels are Hopper's skin, not the black around her rendered face
+    new = gained[0, 0] > 0.5
+    assert (filled[0][0][:, new].T @ LUMA).mean() > 0.3
+
+
+def test_mirror_is_a_swap_option():
+    from selfswap.cli import _swap_config, build_parser
+    from selfswap.swap.options import SwapConfig
+    from selfswap.swap.pipeline import MIRROR
+
+    assert SwapConfig().mirror == MIRROR == 1.0
+    base = ["swap", "-s", "a.png", "-t", "b.png", "-o", "c.png"]
+    parser = build_parser()
+    assert _swap_config(parser.parse_args([*base, "--mirror", "0"])) == SwapConfig(mirror=0.0)
+    assert _swap_config(parser.parse_args([*base, "--set", "mirror=0.5"])) == (
+        SwapConfig(mirror=0.5)
+    )
+    with pytest.raises(SelfswapError, match="mirror must be from 0 to 1"):
+        SwapConfig(mirror=1.5)

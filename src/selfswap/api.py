@@ -220,6 +220,7 @@ class Swapper:
             "detail": float(self.config.detail),
             "seam": float(self.config.seam),
             "expression_parts": self.config.expression_parts,
+            "mirror": float(self.config.mirror),
         }
 
     def _color_match(self, color_match: float | None) -> float:

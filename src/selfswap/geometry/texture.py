@@ -27,6 +27,12 @@ the product of
 - **inside**: the point projects inside the source photo;
 - **coverage**: the pixel is on the swap mesh (zero elsewhere).
 
+Faces are nearly symmetric, so what the source photo did not see (the far side of a turned
+head, behind the nose) can be taken from the side it did see: with `mirror` each point is
+also painted from its mirror image across the face (`mirror_weights`: the mean face
+reflected across its middle plane, located in a frontal triangulation), and that mirrored
+paint fills the point as far as the point itself was hidden and its mirror image seen.
+
 The source may be the whole photo (with `Geometry` posed in it) or its aligned crop (with the
 crop geometry); where the source face is much larger than the target's, the photo is first
 reduced (area filter) around the face so that the resampling does not alias.
@@ -48,6 +54,10 @@ if TYPE_CHECKING:
 
 #: What `render_source_texture` accepts as source images (see there).
 SourceImages = Union[np.ndarray, Sequence[np.ndarray], "torch.Tensor"]
+
+#: The mirrored paint takes the light of the side it fills from the ratio of the direct to
+#: the mirrored paint around it, smoothed over this share of the crop side (`_match_shading`).
+MIRROR_SHADING_SIGMA = 0.08
 
 #: Source faces up to this many times larger (in pixels) than the target face are sampled
 #: as they are; above it the source is area-reduced to the target's scale first.
@@ -174,6 +184,7 @@ def render_source_texture(
     depth_tolerance: float = 0.01,
     grazing: tuple[float, float] = (0.05, 0.35),
     interpolation: int = cv2.INTER_LINEAR,
+    mirror: float = 0.0,
     as_tensor: bool = False,
 ) -> tuple[np.ndarray, np.ndarray] | tuple[torch.Tensor, torch.Tensor]:
     """Render each source photo, through its 3DMM fit, onto the target-view geometry.
@@ -196,6 +207,9 @@ def render_source_texture(
             visibility at `grazing[0]` to 1 at `grazing[1]`.
         interpolation: how the photos are resampled (an OpenCV flag; bilinear, as in
             training, unless the render is shown at full size, where Lanczos keeps detail).
+        mirror: in [0, 1], how far the points the source did not see are painted from
+            their mirror image across the face where that was seen (0: not at all; the
+            visibility then says where the paint came from either way).
         as_tensor: return `torch.Tensor`s instead of numpy arrays.
 
     Returns:
@@ -228,39 +242,27 @@ def render_source_texture(
     attributes = np.concatenate(
         [source[..., :2], framed[..., 2:3], facing[..., None]], axis=-1
     )  # (B, N, 4): photo x, photo y, tile depth, facing
-    out = renderer.render(target, normals=False, attributes=attributes)
-    covered = out.silhouette[:, 0] > 0.5  # (B, R, R)
-    map_x, map_y = out.attributes[:, 0], out.attributes[:, 1]
-    # Per-pixel terms only on covered pixels (about a third of the crop).
-    item, rows, cols = np.nonzero(covered)
-    px, py, depth, facing = out.attributes[item, :, rows, cols].T
-    heights, widths = np.array([i.shape[:2] for i in images], np.float32).T
-    inside = (px >= -0.5) & (py >= -0.5) & (px <= widths[item] - 0.5)
-    inside &= py <= heights[item] - 0.5
-    occlusion = _occlusion(
-        shadow,
-        item,
-        px * scale[item] + offset[item, 0],
-        py * scale[item] + offset[item, 1],
-        depth,
-        depth_tolerance * (r - 2) + _slope_bias(facing),
-    )
-    visibility = np.zeros((batch, r, r), np.float32)
-    visibility[item, rows, cols] = inside * occlusion * _smoothstep(*grazing, facing)
-
     target_size = (target[..., :2].max(axis=1) - target[..., :2].min(axis=1)).max(axis=1)
-    channels = images[0].shape[2]
-    texture = np.zeros((batch, channels, r, r), np.float32)
-    for b, image in enumerate(images):
-        if image.shape[2] != channels:
-            raise ValueError("all source images must have the same number of channels")
-        if not covered[b].any():
-            continue
-        box = np.concatenate([lo[b], hi[b]])
-        sampled = _sample(image, map_x[b], map_y[b], box, float(target_size[b]), interpolation)
-        if image.dtype == np.uint8:
-            sampled *= 1.0 / 255.0
-        texture[b] = sampled.transpose(2, 0, 1) * (visibility[b] > 0)
+    boxes = np.concatenate([lo, hi], axis=1)
+
+    def painted(attributes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = renderer.render(target, normals=False, attributes=attributes)
+        return _paint(
+            out, images, shadow, scale, offset, boxes, target_size,
+            depth_tolerance * (r - 2), grazing, interpolation,
+        )  # fmt: skip
+
+    texture, visibility = painted(attributes)
+    if mirror > 0:
+        # each point also from its mirror image across the face's plane of symmetry
+        flipped, seen = painted(mirrored(attributes, mesh))
+        flipped = _match_shading(texture, visibility, flipped, seen)
+        fill = (1.0 - visibility) * seen * float(mirror)
+        total = visibility + fill
+        mixed = texture * visibility[:, None] + flipped * fill[:, None]
+        texture = np.where(total[:, None] > 0, mixed / np.maximum(total, 1e-6)[:, None], 0.0)
+        texture = texture.astype(np.float32)
+        visibility = total.astype(np.float32)
     visibility = visibility[:, None]
     if as_tensor:
         import torch
@@ -291,3 +293,116 @@ def source_texture_for_faces(
         crop_cameras(target.camera, np.asarray(target_matrices)),
     )
     return render_source_texture(renderer, source_images, source_geometry, geometry, **kwargs)
+
+
+def _paint(
+    out,
+    images: list[np.ndarray],
+    shadow,
+    scale: np.ndarray,
+    offset: np.ndarray,
+    boxes: np.ndarray,
+    target_size: np.ndarray,
+    tolerance: float,
+    grazing: tuple[float, float],
+    interpolation: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Texture `(B, C, R, R)` and visibility `(B, R, R)` from a target-view render whose
+    attributes are photo x, photo y, tile depth and facing (see `render_source_texture`)."""
+    batch, r = out.silhouette.shape[0], out.silhouette.shape[-1]
+    covered = out.silhouette[:, 0] > 0.5  # (B, R, R)
+    map_x, map_y = out.attributes[:, 0], out.attributes[:, 1]
+    # Per-pixel terms only on covered pixels (about a third of the crop).
+    item, rows, cols = np.nonzero(covered)
+    px, py, depth, facing = out.attributes[item, :, rows, cols].T
+    heights, widths = np.array([i.shape[:2] for i in images], np.float32).T
+    inside = (px >= -0.5) & (py >= -0.5) & (px <= widths[item] - 0.5)
+    inside &= py <= heights[item] - 0.5
+    occlusion = _occlusion(
+        shadow,
+        item,
+        px * scale[item] + offset[item, 0],
+        py * scale[item] + offset[item, 1],
+        depth,
+        tolerance + _slope_bias(facing),
+    )
+    visibility = np.zeros((batch, r, r), np.float32)
+    visibility[item, rows, cols] = inside * occlusion * _smoothstep(*grazing, facing)
+
+    channels = images[0].shape[2]
+    texture = np.zeros((batch, channels, r, r), np.float32)
+    for b, image in enumerate(images):
+        if image.shape[2] != channels:
+            raise ValueError("all source images must have the same number of channels")
+        if not covered[b].any():
+            continue
+        sampled = _sample(image, map_x[b], map_y[b], boxes[b], float(target_size[b]), interpolation)
+        if image.dtype == np.uint8:
+            sampled *= 1.0 / 255.0
+        texture[b] = sampled.transpose(2, 0, 1) * (visibility[b] > 0)
+    return texture, visibility
+
+
+_MIRRORS: dict[int, tuple[object, np.ndarray, np.ndarray]] = {}
+
+
+def mirror_weights(mesh) -> tuple[np.ndarray, np.ndarray]:
+    """Where each vertex of `mesh` (a BFM or its level of detail) lands when mirrored across
+    the mean face's plane of symmetry (x = its mean x in model space), as three vertices
+    `(N, 3)` and their barycentric weights `(N, 3)` in a triangulation of the face seen from
+    the front (the nearest vertex where the image falls outside it): per-vertex values
+    `a` `(..., N, C)` mirrored are `(a[..., idx, :] * weights[..., None]).sum(-2)`."""
+    hit = _MIRRORS.get(id(mesh))
+    if hit is None or hit[0] is not mesh:
+        from scipy.spatial import Delaunay, cKDTree
+
+        vertices = np.asarray(mesh.mean, np.float64).reshape(-1, 3)
+        xy = vertices[:, :2]
+        flipped = xy.copy()
+        flipped[:, 0] = 2.0 * xy[:, 0].mean() - xy[:, 0]
+        tri = Delaunay(xy)
+        simplex = tri.find_simplex(flipped)
+        outside = simplex < 0
+        transform = tri.transform[simplex]  # (N, 3, 2)
+        bary = np.einsum("nij,nj->ni", transform[:, :2], flipped - transform[:, 2])
+        weights = np.concatenate([bary, 1.0 - bary.sum(1, keepdims=True)], axis=1)
+        idx = tri.simplices[simplex]
+        nearest = cKDTree(xy).query(flipped[outside])[1]
+        idx[outside] = nearest[:, None]
+        weights[outside] = [1.0, 0.0, 0.0]
+        weights = np.clip(weights, 0.0, 1.0)
+        weights /= weights.sum(1, keepdims=True)
+        hit = (mesh, idx.astype(np.int64), weights.astype(np.float32))
+        _MIRRORS[id(mesh)] = hit
+    return hit[1], hit[2]
+
+
+def mirrored(values: np.ndarray, mesh) -> np.ndarray:
+    """Per-vertex `values` `(..., N, C)` read at each vertex's mirror image (see
+    `mirror_weights`)."""
+    idx, weights = mirror_weights(mesh)
+    return (values[..., idx, :] * weights[..., None]).sum(-2).astype(values.dtype)
+
+
+def _match_shading(
+    texture: np.ndarray, visibility: np.ndarray, flipped: np.ndarray, seen: np.ndarray
+) -> np.ndarray:
+    """The mirrored paint `flipped` `(B, C, R, R)` in the light of the side it fills: the
+    source's light is seldom symmetric, so a mirrored cheek keeps the other cheek's shading.
+    The log ratio of the direct to the mirrored paint where both were seen is spread
+    smoothly over the crop (a Gaussian blur of `MIRROR_SHADING_SIGMA` x R, normalised by the
+    blurred weights) and applied to the mirrored paint as a gain."""
+    out = flipped.copy()
+    sigma = max(MIRROR_SHADING_SIGMA * texture.shape[-1], 1.0)
+    lo, hi = float(min(texture.min(), flipped.min())), float(max(texture.max(), flipped.max()))
+    eps = 0.02 * max(hi - lo, 1e-6)  # from black (whatever the range), and finite there
+    for b in range(len(texture)):
+        both = ((visibility[b] > 0.9) & (seen[b] > 0.9)).astype(np.float32)
+        if both.sum() < 20:
+            continue
+        ratio = np.log((texture[b] - lo + eps) / (flipped[b] - lo + eps)) * both
+        weight = cv2.GaussianBlur(both, (0, 0), sigma) + 1e-6
+        for c in range(len(ratio)):
+            gain = np.exp(cv2.GaussianBlur(ratio[c], (0, 0), sigma) / weight)
+            out[b, c] = (flipped[b, c] - lo + eps) * gain + lo - eps
+    return np.clip(out, lo, hi).astype(np.float32)

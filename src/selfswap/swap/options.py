@@ -26,6 +26,10 @@ EXPRESSION_HELP = (
     "parts of the new face whose pixels (texture, detail) come from the target photo, so they "
     "keep its expression: mouth (as far as the target's is more open), eyes, both, none"
 )
+MIRROR_HELP = (
+    "fill the parts of the face the source photo did not see (the far side of a turned head) "
+    "with their mirror image across the face (0 = off, 1 = full)"
+)
 STEADY_HELP = (
     "video: keep the previous frame's swap where the footage is still, against shimmer "
     "(0 = off, 1 = full)"
@@ -89,6 +93,10 @@ class SwapConfig:
         default=1.0,
         metadata=_meta("--seam", "Seamless edge", SEAM_HELP, range=(0.0, 1.0)),
     )
+    mirror: float = field(
+        default=1.0,
+        metadata=_meta("--mirror", "Mirror fill", MIRROR_HELP, range=(0.0, 1.0)),
+    )
     steady: float = field(
         default=1.0,
         metadata=_meta("--steady", "Steady video", STEADY_HELP, range=(0.0, 1.0)),
@@ -120,7 +128,7 @@ class SwapConfig:
                 f"expression_parts must be one of {', '.join(EXPRESSION_CHOICES)}, "
                 f"not {self.expression_parts!r}."
             )
-        for name in ("color_match", "detail", "seam", "steady"):
+        for name in ("color_match", "detail", "seam", "mirror", "steady"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise SwapOptionError(f"{name} must be from 0 to 1, not {getattr(self, name)!r}.")
         try:

@@ -100,6 +100,10 @@ SEAM = 1.0
 #: keep the target's expression (`selfswap.geometry.regions`; "none", "mouth", "eyes", "both";
 #: `FaceSwapper.source_texture`, `add_detail`).
 EXPRESSION_PARTS = "mouth"
+#: How far the parts of the face the source photo did not see (the far side of a turned
+#: head, behind the nose) are filled with their mirror image across the face
+#: (`selfswap.geometry.texture`, `mirror`; 0 = left to the generator).
+MIRROR = 1.0
 #: Video: how much of the previous swapped frame is kept where the footage is still
 #: (`selfswap.swap.steady`).
 STEADY = 1.0
@@ -208,6 +212,7 @@ class FaceSwapper:
         target: np.ndarray | None = None,
         target_faces: list[Face] | None = None,
         interpolation: int = cv2.INTER_LINEAR,
+        mirror: float = MIRROR,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The source photo's pixels on the swap geometry (posed in the target crops) and
         their visibility, `(count, 3, R, R)` and `(count, 1, R, R)` (see
@@ -216,7 +221,8 @@ class FaceSwapper:
         its faces' own 3DMM fits (`target_faces`, one per geometry), so that those parts keep
         the target's expression; without a target nothing is visible there. `renderer`: that
         of the crops (default R); `interpolation`: how the photos are resampled (an OpenCV
-        flag)."""
+        flag); `mirror`: how far what the source photo did not see is filled with its mirror
+        image across the face."""
         from selfswap.geometry import regions
         from selfswap.geometry.mesh import face_geometry
         from selfswap.geometry.texture import render_source_texture
@@ -227,7 +233,7 @@ class FaceSwapper:
         photos = [source.texture_photo] * count
         posed = face_geometry([source.texture_face] * count)
         texture, visibility = render_source_texture(
-            renderer, photos, posed, geometry, interpolation=interpolation
+            renderer, photos, posed, geometry, interpolation=interpolation, mirror=mirror
         )
         parts = regions.parts_of(expression_parts)
         if not parts:
@@ -259,11 +265,12 @@ class FaceSwapper:
         faces: list[Face],
         source: SourceIdentity,
         expression_parts: str = EXPRESSION_PARTS,
+        mirror: float = MIRROR,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For target faces: generated crops `(N, R, R, 3)` uint8, paste-back masks `(N, R, R)`
         (see `paste`) and alignment matrices `(N, 2, 3)` (image → crop). Models that take the
-        source texture get the target's pixels over `expression_parts` (see
-        `source_texture`)."""
+        source texture get the target's pixels over `expression_parts` and what the source
+        photo did not see filled by `mirror` (see `source_texture`)."""
         from selfswap.geometry.mesh import Geometry
         from selfswap.nets.generator import composite
         from selfswap.nets.model import Guidance
@@ -295,8 +302,9 @@ class FaceSwapper:
                 geometry.camera,
             )
             texture, visibility = self.source_texture(
-                source, painted, len(faces), expression_parts, None, target_rgb, faces
-            )
+                source, painted, len(faces), expression_parts, None, target_rgb, faces,
+                mirror=mirror,
+            )  # fmt: skip
             extra = {"texture": tensor(texture), "visibility": tensor(visibility)}
         with torch.no_grad():
             guidance = Guidance(
@@ -336,11 +344,13 @@ class FaceSwapper:
         strength: float = 1.0,
         expression_parts: str = EXPRESSION_PARTS,
         frame: np.ndarray | None = None,
+        mirror: float = MIRROR,
     ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
         """The generated crops at the size each face is shown, with the source's fine detail
         (`selfswap.swap.detail`): `(crops (S, S, 3) uint8, masks (S, S), matrices)` per face;
         faces not much larger than the crop keep theirs. Over `expression_parts` of the face
-        the detail comes from the target `frame` the faces are in (none without it; see
+        the detail comes from the target `frame` the faces are in (none without it), and what
+        the source photo did not see from its mirror image by `mirror` (see
         `source_texture`)."""
         from selfswap.geometry.mesh import Geometry
         from selfswap.swap import detail
@@ -367,6 +377,7 @@ class FaceSwapper:
                 frame,
                 [face],
                 detail.INTERPOLATION,
+                mirror,
             )
             sharp = detail.add_detail(
                 detail.upsample(crop, side),
@@ -410,19 +421,22 @@ class FaceSwapper:
         detail: float = DETAIL,
         seam: float = SEAM,
         expression_parts: str = EXPRESSION_PARTS,
+        mirror: float = MIRROR,
     ) -> tuple[np.ndarray, np.ndarray]:
         """`frame` with `faces` swapped (a new array) and the model's crops: the swap
         (`swap_faces`), the source's detail at the faces' size (`add_detail`, `detail` in
         [0, 1]) and the paste-back (`paste`, `color_match`); the parts of the face in
-        `expression_parts` follow the target's expression, not the source photo's pixels."""
+        `expression_parts` follow the target's expression, not the source photo's pixels;
+        what the source photo did not see is filled with its mirror image by `mirror` in
+        [0, 1] (see `source_texture`)."""
         from selfswap.swap.occlusion import hold_back
 
-        crops, masks, matrices = self.swap_faces(frame, faces, source, expression_parts)
+        crops, masks, matrices = self.swap_faces(frame, faces, source, expression_parts, mirror)
         if seam > 0:  # matched to the photo where the face region ends, not around occluders
             crops = self.match_border(frame, crops, masks, matrices, seam)
         masks = hold_back(self, frame, faces, matrices, masks)
         shown = self.add_detail(
-            faces, source, crops, masks, matrices, detail, expression_parts, frame
+            faces, source, crops, masks, matrices, detail, expression_parts, frame, mirror
         )
         return self.paste(frame, *shown, color_match), crops
 
@@ -453,6 +467,7 @@ class FaceSwapper:
         detail: float = DETAIL,
         seam: float = SEAM,
         expression_parts: str = EXPRESSION_PARTS,
+        mirror: float = MIRROR,
     ) -> SwapResult:
         """Swap the source person (photos, or their `source_identity`) into the chosen faces
         of the target image.
@@ -460,7 +475,7 @@ class FaceSwapper:
         `faces`: "all", a list of indices (left to right), or a `Face` embedding `(128,)` to
         match within dlib's 0.6 distance (faces of one particular person). `color_match`:
         see `paste`; `detail`: see `add_detail`; `seam`: see `match_border`;
-        `expression_parts`: see `swap_frame`.
+        `expression_parts`, `mirror`: see `swap_frame`.
         """
         target_rgb = as_rgb_array(target)
         by_reference = isinstance(faces, np.ndarray)
@@ -471,7 +486,7 @@ class FaceSwapper:
         source = sources if isinstance(sources, SourceIdentity) else self.source_identity(sources)
         picked = [found[i] for i in chosen]
         out, crops = self.swap_frame(
-            target_rgb, picked, source, color_match, detail, seam, expression_parts
+            target_rgb, picked, source, color_match, detail, seam, expression_parts, mirror
         )
         if watermark:
             out = embed_watermark(out, inplace=True)  # `out` is a new image (paste's copy)
@@ -593,6 +608,7 @@ def swap_video(
     cancel=None,
     expression_parts: str = EXPRESSION_PARTS,
     steady: float = STEADY,
+    mirror: float = MIRROR,
 ):
     """Swap the source person (photos, or their `source_identity`) into a video, keeping its
     frame timing and audio.
@@ -604,7 +620,7 @@ def swap_video(
     around their last place (`FaceFollower`). `on_progress(done, total, fps)` is called
     after each frame and a set `cancel` (`threading.Event`) stops the work with
     `selfswap.swap.video.Cancelled`, leaving no file (see `process_video`).
-    `expression_parts`: see `FaceSwapper.swap_frame`; `steady` in [0, 1]: how much of the
+    `expression_parts`, `mirror`: see `FaceSwapper.swap_frame`; `steady` in [0, 1]: how much of the
     previous swapped frame is kept where the footage is still (`selfswap.swap.steady`).
     Returns `ProcessStats`.
     """
@@ -642,7 +658,7 @@ def swap_video(
                 for f, (_, s) in zip(picked, tracks)
             ]
             out, _ = swapper.swap_frame(
-                frame, smooth, source, color_match, detail, seam, expression_parts
+                frame, smooth, source, color_match, detail, seam, expression_parts, mirror
             )
         out = steadier(frame, out, cut)
         if not watermark:

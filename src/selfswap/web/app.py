@@ -100,8 +100,8 @@ def live_swap(
     engine, frame: np.ndarray, faces: list, identity, options: SwapConfig, steadier=None
 ) -> np.ndarray:
     """A webcam frame with `faces` swapped to `identity` as a video frame is
-    (`FaceSwapper.swap_frame` with the colour match, detail, seam, expression parts and
-    occlusion of `options`, then the stream's `steadier`, `selfswap.swap.steady`), on
+    (`FaceSwapper.swap_frame` with the colour match, detail, seam, expression parts, mirror
+    fill and occlusion of `options`, then the stream's `steadier`, `selfswap.swap.steady`), on
     `LIVE_THREADS` torch threads, watermarked; the frame itself is left as it is."""
     from selfswap.provenance import embed_watermark
     from selfswap.swap.occlusion import configure
@@ -112,7 +112,7 @@ def live_swap(
         with torch_threads(LIVE_THREADS):
             out, _ = engine.swap_frame(
                 frame, faces, identity, options.color_match, options.detail, options.seam,
-                options.expression_parts,
+                options.expression_parts, options.mirror,
             )  # fmt: skip
     if steadier is not None:
         out = steadier(frame, out)
