@@ -58,6 +58,8 @@ SourceImages = Union[np.ndarray, Sequence[np.ndarray], "torch.Tensor"]
 #: The mirrored paint takes the light of the side it fills from the ratio of the direct to
 #: the mirrored paint around it, smoothed over this share of the crop side (`_match_shading`).
 MIRROR_SHADING_SIGMA = 0.08
+#: ... computed on a grid of at most this side (a smooth field; resized to the crop).
+_SMOOTH_GRID = 64
 
 #: Source faces up to this many times larger (in pixels) than the target face are sampled
 #: as they are; above it the source is area-reduced to the target's scale first.
@@ -401,8 +403,28 @@ def _match_shading(
         if both.sum() < 20:
             continue
         ratio = np.log((texture[b] - lo + eps) / (flipped[b] - lo + eps)) * both
-        weight = cv2.GaussianBlur(both, (0, 0), sigma) + 1e-6
-        for c in range(len(ratio)):
-            gain = np.exp(cv2.GaussianBlur(ratio[c], (0, 0), sigma) / weight)
-            out[b, c] = (flipped[b, c] - lo + eps) * gain + lo - eps
+        log_gain = _smooth_share(ratio.transpose(1, 2, 0), both, sigma)
+        out[b] = (flipped[b] - lo + eps) * np.exp(log_gain.transpose(2, 0, 1)) + lo - eps
     return np.clip(out, lo, hi).astype(np.float32)
+
+
+def _smooth_share(values: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
+    """Normalised Gaussian blur: blur(values x weights) / blur(weights), `values` `(R, R, C)`
+    (already multiplied by `weights` `(R, R)`), `sigma` in pixels. The field is smooth, so
+    it is computed on a grid of at most `_SMOOTH_GRID` and resized back (a large crop's
+    blur costs tens of milliseconds at full size)."""
+    r = values.shape[0]
+    scale = min(1.0, _SMOOTH_GRID / r)
+    if scale < 1.0:
+        side = max(round(r * scale), 1)
+        values = cv2.resize(values, (side, side), interpolation=cv2.INTER_AREA)
+        weights = cv2.resize(weights, (side, side), interpolation=cv2.INTER_AREA)
+    blurred = cv2.GaussianBlur(values, (0, 0), max(sigma * scale, 0.5))
+    if blurred.ndim == 2:
+        blurred = blurred[..., None]
+    field = blurred / (cv2.GaussianBlur(weights, (0, 0), max(sigma * scale, 0.5))[..., None] + 1e-6)
+    if scale < 1.0:
+        field = cv2.resize(field, (r, r), interpolation=cv2.INTER_LINEAR)
+        if field.ndim == 2:
+            field = field[..., None]
+    return field
