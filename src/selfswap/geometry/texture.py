@@ -210,8 +210,8 @@ def render_source_texture(
         interpolation: how the photos are resampled (an OpenCV flag; bilinear, as in
             training, unless the render is shown at full size, where Lanczos keeps detail).
         mirror: in [0, 1], how far the points the source did not see are painted from
-            their mirror image across the face where that was seen (0: not at all; the
-            visibility then says where the paint came from either way).
+            their mirror image across the face, where that image was seen (0: not at all);
+            the visibility counts the mirrored paint like the direct one.
         as_tensor: return `torch.Tensor`s instead of numpy arrays.
 
     Returns:
@@ -413,18 +413,15 @@ def _smooth_share(values: np.ndarray, weights: np.ndarray, sigma: float) -> np.n
     (already multiplied by `weights` `(R, R)`), `sigma` in pixels. The field is smooth, so
     it is computed on a grid of at most `_SMOOTH_GRID` and resized back (a large crop's
     blur costs tens of milliseconds at full size)."""
-    r = values.shape[0]
+    r, channels = values.shape[0], values.shape[-1]  # OpenCV drops a single channel's axis
     scale = min(1.0, _SMOOTH_GRID / r)
     if scale < 1.0:
         side = max(round(r * scale), 1)
         values = cv2.resize(values, (side, side), interpolation=cv2.INTER_AREA)
         weights = cv2.resize(weights, (side, side), interpolation=cv2.INTER_AREA)
-    blurred = cv2.GaussianBlur(values, (0, 0), max(sigma * scale, 0.5))
-    if blurred.ndim == 2:
-        blurred = blurred[..., None]
-    field = blurred / (cv2.GaussianBlur(weights, (0, 0), max(sigma * scale, 0.5))[..., None] + 1e-6)
+    sigma = max(sigma * scale, 0.5)
+    blurred = cv2.GaussianBlur(values, (0, 0), sigma).reshape(*weights.shape, channels)
+    field = blurred / (cv2.GaussianBlur(weights, (0, 0), sigma)[..., None] + 1e-6)
     if scale < 1.0:
         field = cv2.resize(field, (r, r), interpolation=cv2.INTER_LINEAR)
-        if field.ndim == 2:
-            field = field[..., None]
-    return field
+    return field.reshape(r, r, channels)
