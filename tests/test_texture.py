@@ -290,14 +290,15 @@ def test_mirror_fills_the_side_the_source_did_not_see(collins, renderer):
     assert np.corrcoef(painted, truth)[0, 1] > 0.5
 
 
-def test_mirrored_paint_takes_the_light_of_the_side_it_fills():
+@pytest.mark.parametrize("r, step", [(64, 1), (128, 2), (128, 4)])
+def test_mirrored_paint_takes_the_light_of_the_side_it_fills(r, step):
     """The mirrored paint is lit differently (here 0.6-0.8x as bright, smoothly varying).
     Where both paints were seen the correction gives back the direct paint; past the last
-    seen column it continues that light, much closer to the truth than the mirrored paint."""
+    seen column it continues that light, much closer to the truth than the mirrored paint;
+    the same when the light is read on a lattice of every `step`-th pixel."""
     from selfswap.geometry.texture import _match_shading
 
     rng = np.random.default_rng(0)
-    r = 64
     albedo = cv2.GaussianBlur(rng.uniform(0.3, 0.9, (r, r, 3)).astype(np.float32), (0, 0), 2)
     albedo = albedo.transpose(2, 0, 1)[None]
     light = np.linspace(0.5, 1.0, r, dtype=np.float32)[None, None, None, :]
@@ -306,10 +307,34 @@ def test_mirrored_paint_takes_the_light_of_the_side_it_fills():
     visibility = np.zeros((1, r, r), np.float32)
     visibility[..., : r // 2] = 1.0  # the direct paint saw the left half only
     seen = np.ones((1, r, r), np.float32)
-    out = _match_shading(truth * (visibility[:, None] > 0), visibility, flipped, seen)
+    out = _match_shading(truth * (visibility[:, None] > 0), visibility, flipped, seen, step)
     rows = slice(4, r - 4)
     for cols in (slice(4, r // 2 - 4), slice(r // 2, r // 2 + 8)):  # seen; just past it
         box = (slice(None), slice(None), rows, cols)
         before = np.abs(flipped[box] - truth[box]).mean()
         assert np.abs(out[box] - truth[box]).mean() < 0.15 * before, cols
     assert out.min() >= 0 and out.max() <= truth.max() + 1e-6
+
+
+def test_mirror_at_a_large_side_matches_the_shading_read_on_every_pixel(collins, monkeypatch):
+    """At the size a large face is shown (400 px: over 2^15 face pixels, which OpenCV's maps
+    cannot hold in one row) the mirrored paint's shading, read on a lattice, is the one read
+    on every pixel to within a grey level on average, and the direct paint is untouched."""
+    from selfswap.geometry import texture as module
+
+    photo, face = collins[:2]
+    side = 400
+    matrix = alignment_matrix(face.landmarks68, side)
+    source = face_geometry([face])
+    turned = yawed(face_geometry([face], matrix[None]), 35)
+    with Renderer(side) as renderer:
+        plain, before = render_source_texture(renderer, photo, source, turned)
+        fast, after = render_source_texture(renderer, photo, source, turned, mirror=1.0)
+        monkeypatch.setattr(module, "_SMOOTH_GRID", 10_000)
+        exact, _ = render_source_texture(renderer, photo, source, turned, mirror=1.0)
+    assert (before[0, 0] > 0).sum() > 2**15
+    filled = (after[0, 0] - before[0, 0]) > 0.5
+    assert filled.sum() > 400, filled.sum()
+    assert np.abs(fast - exact)[0][:, filled].mean() < 1.0 / 255
+    kept = before[0, 0] > 0.999
+    assert np.abs(fast - plain)[0][:, kept].max() < 1e-3

@@ -79,13 +79,19 @@ def test_parts_lie_on_their_landmarks(engine, collins):
     assert regions.region_weights(renderer, geometry, ()).max() == 0
 
 
-def test_mouth_strength_follows_how_much_more_open_the_target_is(collins, hopper):
+def test_mouth_strength_follows_how_much_the_two_mouths_differ(collins, hopper):
     smile, closed = collins[0].landmarks68, hopper[0].landmarks68
     opening = regions.mouth_opening(np.stack([smile, closed]))
     assert opening[0] > 0.06 and opening[1] < 0.01  # measured 0.091 and 0.003
+    # either way round: an open target under closed source lips, closed under open
     assert regions.mouth_strength(closed[None], smile[None])[0] == pytest.approx(1.0)
-    assert regions.mouth_strength(smile[None], closed[None])[0] == 0.0
+    assert regions.mouth_strength(smile[None], closed[None])[0] == pytest.approx(1.0)
     assert regions.mouth_strength(smile[None], smile[None])[0] == 0.0
+    # a small difference takes a little of the target's mouth (the ramp is smooth)
+    parted = closed.copy()
+    parted[65:68, 1] += 0.15 * (opening[0] ** 0.5) * np.linalg.norm(closed[54] - closed[48])
+    small = regions.mouth_strength(closed[None], parted[None])[0]
+    assert 0.0 < small < 1.0, small
     # scale and position of the landmarks do not matter
     moved = 2.5 * np.stack([smile, closed]) + 40.0
     np.testing.assert_allclose(regions.mouth_opening(moved), opening, rtol=1e-5)
@@ -122,20 +128,36 @@ def test_an_open_target_mouth_comes_from_the_target(engine, astronaut, grace_hop
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_closed_target_mouth_keeps_the_source(engine, astronaut, grace_hopper, hopper):
-    """The astronaut's smile onto Grace Hopper's closed lips: nothing to take from the target
-    for the mouth; the eyes, when asked for, come from her, and only they."""
+def test_a_closed_target_mouth_under_an_open_source_comes_from_the_target(
+    engine, astronaut, grace_hopper, hopper
+):
+    """The astronaut's smile onto Grace Hopper's closed lips: the mouths differ, so the mouth
+    comes from her (her closed lips, not the astronaut's teeth), and only the mouth; the
+    eyes likewise when asked for."""
     face, matrix = hopper
     source = engine.source_identity([astronaut])
     geometry = _swap_geometry(source, face, matrix)
     plain = engine.source_texture(source, geometry, 1, "none")
     mouth = engine.source_texture(source, geometry, 1, "mouth", None, grace_hopper, [face])
-    for a, b in zip(plain, mouth):
-        np.testing.assert_array_equal(a, b)
+    weights = regions.region_weights(engine.masks.renderer, geometry, ("mouth",))[0, 0]
+    np.testing.assert_allclose(mouth[0][..., weights == 0], plain[0][..., weights == 0], atol=1e-6)
+    assert np.abs(mouth[0] - plain[0])[..., weights > 0.5].mean() > 0.05
+    # the eyes, when asked for, come from her too, and only they
     eyes = engine.source_texture(source, geometry, 1, "eyes", None, grace_hopper, [face])
     weights = regions.region_weights(engine.masks.renderer, geometry, ("eyes",))[0, 0]
     np.testing.assert_allclose(eyes[0][..., weights == 0], plain[0][..., weights == 0], atol=1e-6)
     assert np.abs(eyes[0] - plain[0])[..., weights > 0.5].mean() > 0.05
+
+
+def test_a_mouth_as_open_as_the_targets_keeps_the_source(engine, grace_hopper, hopper):
+    """Grace Hopper onto herself: the mouths are alike, nothing to take from the target."""
+    face, matrix = hopper
+    source = engine.source_identity([grace_hopper])
+    geometry = _swap_geometry(source, face, matrix)
+    plain = engine.source_texture(source, geometry, 1, "none")
+    mouth = engine.source_texture(source, geometry, 1, "mouth", None, grace_hopper, [face])
+    for a, b in zip(plain, mouth):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_without_a_target_the_parts_are_hidden(engine, grace_hopper, collins):

@@ -64,6 +64,8 @@ _SMOOTH_GRID = 64
 #: Source faces up to this many times larger (in pixels) than the target face are sampled
 #: as they are; above it the source is area-reduced to the target's scale first.
 _MAX_MINIFICATION = 1.5
+#: Points resampled per row of an OpenCV map (`_sample`).
+_MAP_ROW = 1024
 
 
 def _as_images(images: SourceImages, batch: int) -> list[np.ndarray]:
@@ -104,7 +106,7 @@ def _sample(
     target_size: float,
     interpolation: int = cv2.INTER_LINEAR,
 ) -> np.ndarray:
-    """Samples `(R, R, C)` float32 of `image` at pixel coordinates `map_x`, `map_y` `(R, R)`
+    """Samples `(P, C)` float32 of `image` at pixel coordinates `map_x`, `map_y` `(P,)`
     (`interpolation`: an OpenCV flag), reading only the region `box` (x0, y0, x1, y1) around
     the source face and reducing it first when the source face (its side, `box`) is much
     larger than the target face (`target_size` pixels)."""
@@ -124,14 +126,19 @@ def _sample(
         map_x, map_y = (map_x + 0.5) * sx - 0.5, (map_y + 0.5) * sy - 0.5
     if region.dtype not in (np.uint8, np.float32):
         region = region.astype(np.float32)
+    # OpenCV's maps are 2-D with sides under 2^15: the points go in rows of _MAP_ROW
+    count = len(map_x)
+    rows = max(-(-count // _MAP_ROW), 1)
+    maps = np.zeros((2, rows * _MAP_ROW), np.float32)
+    maps[0, :count], maps[1, :count] = map_x, map_y
     out = cv2.remap(
         np.ascontiguousarray(region),
-        map_x.astype(np.float32),
-        map_y.astype(np.float32),
+        maps[0].reshape(rows, _MAP_ROW),
+        maps[1].reshape(rows, _MAP_ROW),
         interpolation,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    return out.reshape(*map_x.shape, -1).astype(np.float32)
+    return out.reshape(rows * _MAP_ROW, -1)[:count].astype(np.float32)
 
 
 def _slope_bias(facing: np.ndarray, texels: float = 0.5, limit: float = 4.0) -> np.ndarray:
@@ -247,18 +254,24 @@ def render_source_texture(
     target_size = (target[..., :2].max(axis=1) - target[..., :2].min(axis=1)).max(axis=1)
     boxes = np.concatenate([lo, hi], axis=1)
 
-    def painted(attributes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def painted(
+        attributes: np.ndarray, only: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         out = renderer.render(target, normals=False, attributes=attributes)
         return _paint(
             out, images, shadow, scale, offset, boxes, target_size,
-            depth_tolerance * (r - 2), grazing, interpolation,
+            depth_tolerance * (r - 2), grazing, interpolation, only,
         )  # fmt: skip
 
     texture, visibility = painted(attributes)
     if mirror > 0:
-        # each point also from its mirror image across the face's plane of symmetry
-        flipped, seen = painted(mirrored(attributes, mesh))
-        flipped = _match_shading(texture, visibility, flipped, seen)
+        # each point also from its mirror image across the face's plane of symmetry: where
+        # the point was not fully seen, and on the lattice its shading gain is measured on
+        step = _shading_step(r)
+        need = visibility < 1.0
+        need[:, ::step, ::step] = True
+        flipped, seen = painted(mirrored(attributes, mesh), need)
+        flipped = _match_shading(texture, visibility, flipped, seen, step)
         fill = (1.0 - visibility) * seen * float(mirror)
         total = visibility + fill
         mixed = texture * visibility[:, None] + flipped * fill[:, None]
@@ -308,12 +321,15 @@ def _paint(
     tolerance: float,
     grazing: tuple[float, float],
     interpolation: int,
+    only: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Texture `(B, C, R, R)` and visibility `(B, R, R)` from a target-view render whose
-    attributes are photo x, photo y, tile depth and facing (see `render_source_texture`)."""
+    attributes are photo x, photo y, tile depth and facing (see `render_source_texture`),
+    on the pixels `only` `(B, R, R)` says (default all; zero elsewhere)."""
     batch, r = out.silhouette.shape[0], out.silhouette.shape[-1]
     covered = out.silhouette[:, 0] > 0.5  # (B, R, R)
-    map_x, map_y = out.attributes[:, 0], out.attributes[:, 1]
+    if only is not None:
+        covered &= only
     # Per-pixel terms only on covered pixels (about a third of the crop).
     item, rows, cols = np.nonzero(covered)
     px, py, depth, facing = out.attributes[item, :, rows, cols].T
@@ -328,24 +344,26 @@ def _paint(
         depth,
         tolerance + _slope_bias(facing),
     )
+    seen = inside * occlusion * _smoothstep(*grazing, facing)
     visibility = np.zeros((batch, r, r), np.float32)
-    visibility[item, rows, cols] = inside * occlusion * _smoothstep(*grazing, facing)
+    visibility[item, rows, cols] = seen
 
     channels = images[0].shape[2]
     texture = np.zeros((batch, channels, r, r), np.float32)
     for b, image in enumerate(images):
         if image.shape[2] != channels:
             raise ValueError("all source images must have the same number of channels")
-        if not covered[b].any():
+        at = np.flatnonzero((item == b) & (seen > 0))  # only what is seen is resampled
+        if not len(at):
             continue
-        sampled = _sample(image, map_x[b], map_y[b], boxes[b], float(target_size[b]), interpolation)
+        sampled = _sample(image, px[at], py[at], boxes[b], float(target_size[b]), interpolation)
         if image.dtype == np.uint8:
             sampled *= 1.0 / 255.0
-        texture[b] = sampled.transpose(2, 0, 1) * (visibility[b] > 0)
+        texture[b][:, rows[at], cols[at]] = sampled.T
     return texture, visibility
 
 
-_MIRRORS: dict[int, tuple[object, np.ndarray, np.ndarray]] = {}
+_MIRRORS: dict[int, tuple[object, np.ndarray, np.ndarray, object]] = {}
 
 
 def mirror_weights(mesh) -> tuple[np.ndarray, np.ndarray]:
@@ -374,37 +392,73 @@ def mirror_weights(mesh) -> tuple[np.ndarray, np.ndarray]:
         weights[outside] = [1.0, 0.0, 0.0]
         weights = np.clip(weights, 0.0, 1.0)
         weights /= weights.sum(1, keepdims=True)
-        hit = (mesh, idx.astype(np.int64), weights.astype(np.float32))
+        hit = (mesh, idx.astype(np.int64), weights.astype(np.float32), None)
         _MIRRORS[id(mesh)] = hit
     return hit[1], hit[2]
+
+
+def _mirror_matrix(mesh):
+    """`mirror_weights` as a sparse `(N, N)` matrix (three weights a row), cached."""
+    idx, weights = mirror_weights(mesh)
+    hit = _MIRRORS[id(mesh)]
+    if hit[3] is None:
+        from scipy.sparse import csr_matrix
+
+        n = len(idx)
+        rows = np.repeat(np.arange(n), idx.shape[1])
+        matrix = csr_matrix((weights.ravel(), (rows, idx.ravel())), shape=(n, n))
+        _MIRRORS[id(mesh)] = hit = (*hit[:3], matrix)
+    return hit[3]
 
 
 def mirrored(values: np.ndarray, mesh) -> np.ndarray:
     """Per-vertex `values` `(..., N, C)` read at each vertex's mirror image (see
     `mirror_weights`)."""
-    idx, weights = mirror_weights(mesh)
-    return (values[..., idx, :] * weights[..., None]).sum(-2).astype(values.dtype)
+    matrix = _mirror_matrix(mesh)
+    n, channels = values.shape[-2:]
+    flat = values.reshape(-1, n, channels)
+    out = np.stack([matrix @ item for item in flat]) if len(flat) else flat.copy()
+    return out.reshape(values.shape).astype(values.dtype)
+
+
+def _shading_step(side: int) -> int:
+    """The lattice step the mirrored paint's shading gain is measured on (a smooth field:
+    at most `_SMOOTH_GRID` points a side)."""
+    return max(1, -(-side // _SMOOTH_GRID))
 
 
 def _match_shading(
-    texture: np.ndarray, visibility: np.ndarray, flipped: np.ndarray, seen: np.ndarray
+    texture: np.ndarray,
+    visibility: np.ndarray,
+    flipped: np.ndarray,
+    seen: np.ndarray,
+    step: int = 1,
 ) -> np.ndarray:
     """The mirrored paint `flipped` `(B, C, R, R)` in the light of the side it fills: the
     source's light is seldom symmetric, so a mirrored cheek keeps the other cheek's shading.
     The log ratio of the direct to the mirrored paint where both were seen is spread
     smoothly over the crop (a Gaussian blur of `MIRROR_SHADING_SIGMA` x R, normalised by the
-    blurred weights) and applied to the mirrored paint as a gain."""
+    blurred weights) and applied to the mirrored paint as a gain. The ratio is read on the
+    lattice of every `step`-th pixel (where `flipped` must be painted) and the field resized
+    to the crop."""
     out = flipped.copy()
-    sigma = max(MIRROR_SHADING_SIGMA * texture.shape[-1], 1.0)
+    r = texture.shape[-1]
+    sigma = max(MIRROR_SHADING_SIGMA * r, 1.0)
     lo, hi = float(min(texture.min(), flipped.min())), float(max(texture.max(), flipped.max()))
     eps = 0.02 * max(hi - lo, 1e-6)  # from black (whatever the range), and finite there
     for b in range(len(texture)):
-        both = ((visibility[b] > 0.9) & (seen[b] > 0.9)).astype(np.float32)
-        if both.sum() < 20:
+        lattice = (slice(None), slice(None, None, step), slice(None, None, step))
+        direct, mirror = texture[b][lattice], flipped[b][lattice]
+        both = (visibility[b][lattice[1:]] > 0.9) & (seen[b][lattice[1:]] > 0.9)
+        if both.sum() * step * step < 20:
             continue
-        ratio = np.log((texture[b] - lo + eps) / (flipped[b] - lo + eps)) * both
-        log_gain = _smooth_share(ratio.transpose(1, 2, 0), both, sigma)
-        out[b] = (flipped[b] - lo + eps) * np.exp(log_gain.transpose(2, 0, 1)) + lo - eps
+        both = both.astype(np.float32)
+        ratio = np.log((direct - lo + eps) / (mirror - lo + eps)) * both
+        log_gain = _smooth_share(ratio.transpose(1, 2, 0), both, sigma / step)
+        if step > 1:
+            log_gain = cv2.resize(log_gain, (r, r), interpolation=cv2.INTER_LINEAR)
+        gain = np.exp(log_gain.reshape(r, r, -1).transpose(2, 0, 1))
+        out[b] = (flipped[b] - lo + eps) * gain + lo - eps
     return np.clip(out, lo, hi).astype(np.float32)
 
 

@@ -24,7 +24,7 @@ DETAIL_HELP = (
 SEAM_HELP = "bring the new face's colours to the photo's at its edge (0 = off, 1 = full)"
 EXPRESSION_HELP = (
     "parts of the new face whose pixels (texture, detail) come from the target photo, so they "
-    "keep its expression: mouth (as far as the target's is more open), eyes, both, none"
+    "keep its expression: mouth (as far as the two mouths differ in opening), eyes, both, none"
 )
 MIRROR_HELP = (
     "fill the parts of the face the source photo did not see (the far side of a turned head) "

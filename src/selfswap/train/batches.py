@@ -83,7 +83,8 @@ class MaskedFaces(Dataset):
     source: with probability `cross_photo` the source is another photo of the same person
     (the target stays the exact ground truth), else the target's own photo, jittered
     (`jitter_source`). Those other photos come from `sources` (default: the pool), which
-    may hold faces that are never targets themselves.
+    may hold faces that are never targets themselves. `texture_mirror`: how far what the
+    source did not see is filled from its mirror image (`render_source_texture`'s `mirror`).
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class MaskedFaces(Dataset):
         source_texture: bool = False,
         cross_photo: float = 0.5,
         sources: np.ndarray | None = None,
+        texture_mirror: float = 0.0,
     ) -> None:
         self.faces = faces
         self.samae = samae
@@ -107,6 +109,7 @@ class MaskedFaces(Dataset):
         self.source_texture = source_texture
         self.cross_photo = cross_photo
         self.sources = self.pool if sources is None else np.asarray(sources)
+        self.texture_mirror = float(texture_mirror)
         self._people: dict[int, np.ndarray] | None = None
 
     def same_person(self, index: int) -> np.ndarray:
@@ -138,7 +141,11 @@ class MaskedFaces(Dataset):
             np.asarray(camera, np.float32)[None],
         )
         texture, visibility = render_source_texture(
-            renderer_for(self.faces.size), crop[None], source_geometry, geometry_of(item)
+            renderer_for(self.faces.size),
+            crop[None],
+            source_geometry,
+            geometry_of(item),
+            mirror=self.texture_mirror,
         )
         item["texture"] = torch.from_numpy(texture[0])
         item["visibility"] = torch.from_numpy(visibility[0])

@@ -34,6 +34,10 @@ class DataConfig:
     # with generator.source_texture: share of samples whose texture and identity code come
     # from another photo of the same person (the rest: the target's own photo, jittered)
     cross_photo: float = 0.5
+    # with generator.source_texture: how far what the source photo did not see is painted
+    # from its mirror image across the face (`render_source_texture`'s `mirror`), as the
+    # swap does by default (`SwapConfig.mirror`); 0 = left to the generator
+    texture_mirror: float = 0.0
     # merged sets (folder names, the first part of each face's `source`) whose faces are
     # only ever the other photo of a person in cross-photo samples, never a target: e.g.
     # tight crops whose canonical crop is mostly padding where SAMAE needs context

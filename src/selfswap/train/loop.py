@@ -197,7 +197,12 @@ def preview_batch(faces: FaceDataset, rows: np.ndarray, config: TrainConfig) -> 
         painted = Geometry(theirs.shape, mine.expression, mine.camera)
         own_tex = render_source_texture(renderer, batch["image"], mine, mine, as_tensor=True)
         swap_tex = render_source_texture(
-            renderer, batch["image"][sources], theirs, painted, as_tensor=True
+            renderer,
+            batch["image"][sources],
+            theirs,
+            painted,
+            mirror=config.data.texture_mirror,
+            as_tensor=True,
         )
         batch["texture"], batch["visibility"] = own_tex
         batch["swap_texture"], batch["swap_visibility"] = swap_tex
@@ -253,6 +258,7 @@ class Trainer:
             self.train_rows,
             source_texture=config.generator.source_texture,
             cross_photo=config.data.cross_photo,
+            texture_mirror=config.data.texture_mirror,
             sources=np.concatenate([self.train_rows, self.source_rows]),
         )
         dev = self.device
