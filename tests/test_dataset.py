@@ -144,6 +144,31 @@ def test_source_texture_items_pair_photos_of_one_person(train_faces):
     assert torch.equal(again["texture"], own["texture"])
 
 
+def test_texture_mirror_fills_what_the_partner_photo_did_not_see(train_faces):
+    """`data.texture_mirror`: the same cross-photo items (same seed, same partners), with the
+    surface the partner photo did not see painted from its mirror image: visibility only
+    grows, grows somewhere, and where the partner saw the surface the texture stays."""
+    from selfswap.data.dataset import FaceDataset
+    from selfswap.samae.config import SamaeConfig
+    from selfswap.train.batches import MaskedFaces
+
+    faces = FaceDataset(train_faces)
+    plain, filled = (
+        MaskedFaces(faces, SamaeConfig(), 0, source_texture=True, cross_photo=1.0,
+                    texture_mirror=m)
+        for m in (0.0, 1.0)
+    )  # fmt: skip
+    gained = 0.0
+    for index in range(len(faces)):
+        a, b = plain[(0, index)], filled[(0, index)]
+        assert torch.equal(a["source_embedding"], b["source_embedding"])
+        assert bool((b["visibility"] >= a["visibility"] - 1e-6).all())
+        gained += float((b["visibility"] - a["visibility"]).sum())
+        kept = a["visibility"][0] > 0.999
+        assert float((b["texture"] - a["texture"])[:, kept].abs().max()) < 1e-2
+    assert gained > 50, gained  # pixels of visibility gained over the set (148 measured)
+
+
 def test_source_only_faces_are_partners_but_never_targets(train_faces):
     """`data.source_only` keeps a set's faces out of the targets and the previews, while
     cross-photo items still take their texture and identity code from them."""
