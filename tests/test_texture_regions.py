@@ -160,6 +160,32 @@ def test_a_mouth_as_open_as_the_targets_keeps_the_source(engine, grace_hopper, h
         np.testing.assert_array_equal(a, b)
 
 
+def test_wide_mouth_takes_the_lips_surroundings_too(engine, astronaut, grace_hopper, hopper):
+    """`wide-mouth`: the mouth's region grown over the cheeks and chin around it, gated the
+    same way (nothing taken where the mouths are alike)."""
+    face, matrix = hopper
+    renderer = engine.masks.renderer
+    source = engine.source_identity([astronaut])
+    geometry = _swap_geometry(source, face, matrix)
+    mouth = regions.region_weights(renderer, geometry, ("mouth",))[0, 0]
+    wide = regions.region_weights(renderer, geometry, regions.parts_of("wide-mouth"))[0, 0]
+    assert (wide >= mouth - 1e-6).all()
+    assert (wide > 0.5).sum() > 1.5 * (mouth > 0.5).sum()  # measured 2.1x
+    plain = engine.source_texture(source, geometry, 1, "none")
+    taken = engine.source_texture(source, geometry, 1, "wide-mouth", None, grace_hopper, [face])
+    ring = (wide > 0.9) & (mouth < 0.3)  # taken in full by the wide mouth only
+    assert ring.sum() > 50
+    assert np.abs(taken[0] - plain[0])[..., ring].mean() > 0.02
+    np.testing.assert_allclose(taken[0][..., wide == 0], plain[0][..., wide == 0], atol=1e-6)
+    alike = engine.source_identity([grace_hopper])  # her own mouth: nothing to take
+    same = _swap_geometry(alike, face, matrix)
+    for a, b in zip(
+        engine.source_texture(alike, same, 1, "none"),
+        engine.source_texture(alike, same, 1, "wide-mouth", None, grace_hopper, [face]),
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_without_a_target_the_parts_are_hidden(engine, grace_hopper, collins):
     face, matrix, _, _ = collins
     source = engine.source_identity([grace_hopper])

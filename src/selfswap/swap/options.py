@@ -13,7 +13,7 @@ from selfswap.errors import SelfswapError
 
 PASTE_CHOICES = ("face", "mask")
 OCCLUSION_CHOICES = ("none", "hands", "segmenter", "both")
-EXPRESSION_CHOICES = ("none", "mouth", "eyes", "both")
+EXPRESSION_CHOICES = ("none", "mouth", "wide-mouth", "eyes", "both")
 
 MODEL_HELP = "default (shipped), an exported .safetensors file, or a training run folder"
 FACES_HELP = "all, indices (0,2; left to right), ref:IMAGE"
@@ -24,7 +24,9 @@ DETAIL_HELP = (
 SEAM_HELP = "bring the new face's colours to the photo's at its edge (0 = off, 1 = full)"
 EXPRESSION_HELP = (
     "parts of the new face whose pixels (texture, detail) come from the target photo, so they "
-    "keep its expression: mouth (as far as the two mouths differ in opening), eyes, both, none"
+    "keep its expression: mouth (as far as the two mouths differ in opening), wide-mouth "
+    "(the same with the lips' surroundings: more of the expression, less of the likeness), "
+    "eyes, both, none"
 )
 MIRROR_HELP = (
     "fill the parts of the face the source photo did not see (the far side of a turned head) "
