@@ -38,10 +38,12 @@ import numpy as np
 from selfswap.face.bfm import BFM
 from selfswap.geometry.mesh import Geometry
 
+#: The outer lips' 68-landmark points: the mouth parts' polygon.
+_LIPS = (tuple(range(48, 60)),)
 #: The parts and their 68-landmark polygons (indices into `BFM.keypoints68`).
 POLYGONS: dict[str, tuple[tuple[int, ...], ...]] = {
-    "mouth": (tuple(range(48, 60)),),
-    "wide_mouth": (tuple(range(48, 60)),),
+    "mouth": _LIPS,
+    "wide_mouth": _LIPS,
     "eyes": (tuple(range(36, 42)), tuple(range(42, 48))),
 }
 #: Option values (`SwapConfig.expression_parts`) → parts.

@@ -372,8 +372,15 @@ def mirror_weights(mesh) -> tuple[np.ndarray, np.ndarray]:
     `(N, 3)` and their barycentric weights `(N, 3)` in a triangulation of the face seen from
     the front (the nearest vertex where the image falls outside it): per-vertex values
     `a` `(..., N, C)` mirrored are `(a[..., idx, :] * weights[..., None]).sum(-2)`."""
+    return _mirror_table(mesh)[:2]
+
+
+def _mirror_table(mesh) -> tuple[np.ndarray, np.ndarray, object]:
+    """`mirror_weights`' vertices and weights, and the same as a sparse `(N, N)` matrix
+    (three weights a row; what `mirrored` applies), cached per mesh."""
     hit = _MIRRORS.get(id(mesh))
     if hit is None or hit[0] is not mesh:
+        from scipy.sparse import csr_matrix
         from scipy.spatial import Delaunay, cKDTree
 
         vertices = np.asarray(mesh.mean, np.float64).reshape(-1, 3)
@@ -392,29 +399,18 @@ def mirror_weights(mesh) -> tuple[np.ndarray, np.ndarray]:
         weights[outside] = [1.0, 0.0, 0.0]
         weights = np.clip(weights, 0.0, 1.0)
         weights /= weights.sum(1, keepdims=True)
-        hit = (mesh, idx.astype(np.int64), weights.astype(np.float32), None)
+        idx, weights = idx.astype(np.int64), weights.astype(np.float32)
+        rows = np.repeat(np.arange(len(idx)), idx.shape[1])
+        matrix = csr_matrix((weights.ravel(), (rows, idx.ravel())), shape=(len(idx),) * 2)
+        hit = (mesh, idx, weights, matrix)
         _MIRRORS[id(mesh)] = hit
-    return hit[1], hit[2]
-
-
-def _mirror_matrix(mesh):
-    """`mirror_weights` as a sparse `(N, N)` matrix (three weights a row), cached."""
-    idx, weights = mirror_weights(mesh)
-    hit = _MIRRORS[id(mesh)]
-    if hit[3] is None:
-        from scipy.sparse import csr_matrix
-
-        n = len(idx)
-        rows = np.repeat(np.arange(n), idx.shape[1])
-        matrix = csr_matrix((weights.ravel(), (rows, idx.ravel())), shape=(n, n))
-        _MIRRORS[id(mesh)] = hit = (*hit[:3], matrix)
-    return hit[3]
+    return hit[1:]
 
 
 def mirrored(values: np.ndarray, mesh) -> np.ndarray:
     """Per-vertex `values` `(..., N, C)` read at each vertex's mirror image (see
     `mirror_weights`)."""
-    matrix = _mirror_matrix(mesh)
+    matrix = _mirror_table(mesh)[2]
     n, channels = values.shape[-2:]
     flat = values.reshape(-1, n, channels)
     out = np.stack([matrix @ item for item in flat]) if len(flat) else flat.copy()
@@ -446,8 +442,8 @@ def _match_shading(
     sigma = max(MIRROR_SHADING_SIGMA * r, 1.0)
     lo, hi = float(min(texture.min(), flipped.min())), float(max(texture.max(), flipped.max()))
     eps = 0.02 * max(hi - lo, 1e-6)  # from black (whatever the range), and finite there
+    lattice = (slice(None), slice(None, None, step), slice(None, None, step))
     for b in range(len(texture)):
-        lattice = (slice(None), slice(None, None, step), slice(None, None, step))
         direct, mirror = texture[b][lattice], flipped[b][lattice]
         both = (visibility[b][lattice[1:]] > 0.9) & (seen[b][lattice[1:]] > 0.9)
         if both.sum() * step * step < 20:
