@@ -107,7 +107,8 @@ def test_an_open_target_mouth_comes_from_the_target(engine, astronaut, grace_hop
     geometry = _swap_geometry(source, face, matrix)
     plain = engine.source_texture(source, geometry, 1, "none")
     mouth = engine.source_texture(source, geometry, 1, "mouth", None, astronaut, [face])
-    weights = regions.region_weights(engine.masks.renderer, geometry, ("mouth",))[0, 0]
+    parts = regions.parts_of("mouth")
+    weights = regions.region_weights(engine.masks.renderer, geometry, parts)[0, 0]
     outside, inside = weights == 0, weights > 0.5
     for a, b in zip(plain, mouth):
         np.testing.assert_allclose(a[..., outside], b[..., outside], atol=1e-6)
@@ -139,7 +140,8 @@ def test_a_closed_target_mouth_under_an_open_source_comes_from_the_target(
     geometry = _swap_geometry(source, face, matrix)
     plain = engine.source_texture(source, geometry, 1, "none")
     mouth = engine.source_texture(source, geometry, 1, "mouth", None, grace_hopper, [face])
-    weights = regions.region_weights(engine.masks.renderer, geometry, ("mouth",))[0, 0]
+    parts = regions.parts_of("mouth")
+    weights = regions.region_weights(engine.masks.renderer, geometry, parts)[0, 0]
     np.testing.assert_allclose(mouth[0][..., weights == 0], plain[0][..., weights == 0], atol=1e-6)
     assert np.abs(mouth[0] - plain[0])[..., weights > 0.5].mean() > 0.05
     # the eyes, when asked for, come from her too, and only they
@@ -186,13 +188,37 @@ def test_wide_mouth_takes_the_lips_surroundings_too(engine, astronaut, grace_hop
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_mouth_takes_half_of_its_surroundings(engine, astronaut, grace_hopper, hopper):
+    """The default `mouth`: the lips from the target, and around them `wide-mouth`'s region
+    at half strength, so the cheeks and chin there are half the target's, half the
+    source's."""
+    face, matrix = hopper
+    renderer = engine.masks.renderer
+    source = engine.source_identity([astronaut])
+    geometry = _swap_geometry(source, face, matrix)
+    lips = regions.region_weights(renderer, geometry, ("mouth",))[0, 0]
+    mouth = regions.region_weights(renderer, geometry, regions.parts_of("mouth"))[0, 0]
+    wide = regions.region_weights(renderer, geometry, regions.parts_of("wide-mouth"))[0, 0]
+    ring = (wide > 0.9) & (lips < 0.3)
+    assert ring.sum() > 50
+    half = regions.FACTORS["mouth_ring"]
+    np.testing.assert_allclose(mouth, np.maximum(lips, half * wide), atol=1e-6)
+    plain, visibility = engine.source_texture(source, geometry, 1, "none")
+    args = (None, grace_hopper, [face])
+    taken = engine.source_texture(source, geometry, 1, "mouth", *args)[0]
+    whole = engine.source_texture(source, geometry, 1, "wide-mouth", *args)[0]
+    seen = ring & (visibility[0, 0] > 0.99)
+    share = np.abs(taken - plain)[..., seen].mean() / np.abs(whole - plain)[..., seen].mean()
+    assert 0.35 < share < 0.65  # the target's own pixels are seen there too: about half
+
+
 def test_without_a_target_the_parts_are_hidden(engine, grace_hopper, collins):
     face, matrix, _, _ = collins
     source = engine.source_identity([grace_hopper])
     geometry = _swap_geometry(source, face, matrix)
     plain = engine.source_texture(source, geometry, 1, "none")
     hidden = engine.source_texture(source, geometry, 1, "both")
-    weights = regions.region_weights(engine.masks.renderer, geometry, ("mouth", "eyes"))
+    weights = regions.region_weights(engine.masks.renderer, geometry, regions.parts_of("both"))
     np.testing.assert_allclose(hidden[1], plain[1] * (1 - weights), atol=1e-6)
     assert hidden[0][..., (weights[0, 0] == 1) | (plain[1][0, 0] == 0)].max() == 0
 

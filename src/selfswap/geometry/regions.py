@@ -43,19 +43,20 @@ _LIPS = (tuple(range(48, 60)),)
 #: The parts and their 68-landmark polygons (indices into `BFM.keypoints68`).
 POLYGONS: dict[str, tuple[tuple[int, ...], ...]] = {
     "mouth": _LIPS,
+    "mouth_ring": _LIPS,
     "wide_mouth": _LIPS,
     "eyes": (tuple(range(36, 42)), tuple(range(42, 48))),
 }
 #: Option values (`SwapConfig.expression_parts`) → parts.
 CHOICES: dict[str, tuple[str, ...]] = {
     "none": (),
-    "mouth": ("mouth",),
+    "mouth": ("mouth", "mouth_ring"),
     "wide-mouth": ("wide_mouth",),
     "eyes": ("eyes",),
-    "both": ("mouth", "eyes"),
+    "both": ("mouth", "mouth_ring", "eyes"),
 }
 #: The parts gated by how much the two mouths differ (`mouth_strength`).
-MOUTHS = ("mouth", "wide_mouth")
+MOUTHS = ("mouth", "mouth_ring", "wide_mouth")
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,17 @@ class PartShape:
 #: likeness.
 SHAPES: dict[str, PartShape] = {
     "mouth": PartShape(grow=0.10, feather=0.15),
+    "mouth_ring": PartShape(grow=0.20, feather=0.20),
     "wide_mouth": PartShape(grow=0.20, feather=0.20),
     "eyes": PartShape(grow=0.05, feather=0.10),
 }
+#: How much of the target a part takes at most (1 unless given). `mouth_ring` is
+#: `wide_mouth`'s region at half strength around the mouth's own (the default `mouth`):
+#: the target's cheeks and chin around the lips mixed half-and-half with the source's. On
+#: all 293 wild pairs (shipped model, mirror on), against the lips alone: expression 0.322
+#: → 0.311, SFace to the source 0.374 → 0.370, closer to the source 85.7 → 83.6 %; the
+#: whole ring (`wide-mouth`) costs three times the likeness for twice the expression.
+FACTORS: dict[str, float] = {"mouth_ring": 0.5}
 
 
 def _segment_distance(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
@@ -173,8 +182,9 @@ def region_weights(
     out = renderer.render(vertices, normals=False, attributes=attributes)
     factors = np.ones((batch, len(parts), 1, 1), np.float32)
     for k, part in enumerate(parts):
+        factors[:, k] = FACTORS.get(part, 1.0)
         if strengths is not None and part in strengths:
-            factors[:, k, 0, 0] = np.broadcast_to(np.asarray(strengths[part], np.float32), batch)
+            factors[:, k, 0, 0] *= np.broadcast_to(np.asarray(strengths[part], np.float32), batch)
     weights = (np.clip(out.attributes, 0.0, 1.0) * factors).max(axis=1, keepdims=True)
     return (weights * (out.silhouette > 0.5)).astype(np.float32)
 

@@ -24,8 +24,9 @@ DETAIL_HELP = (
 SEAM_HELP = "bring the new face's colours to the photo's at its edge (0 = off, 1 = full)"
 EXPRESSION_HELP = (
     "parts of the new face whose pixels (texture, detail) come from the target photo, so they "
-    "keep its expression: mouth (as far as the two mouths differ in opening), wide-mouth "
-    "(the same with the lips' surroundings: more of the expression, less of the likeness), "
+    "keep its expression: mouth (as far as the two mouths differ in opening; half of the "
+    "lips' surroundings too), wide-mouth (all of the surroundings: more of the expression, "
+    "less of the likeness), "
     "eyes, both, none"
 )
 MIRROR_HELP = (
