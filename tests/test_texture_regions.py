@@ -162,13 +162,19 @@ def test_a_mouth_as_open_as_the_targets_keeps_the_source(engine, grace_hopper, h
         np.testing.assert_array_equal(a, b)
 
 
+def _astronaut_on_hopper(engine, astronaut, hopper):
+    """Grace Hopper's face, the crops' renderer, the astronaut as the source and the swap
+    geometry (her shape in Hopper's expression and pose)."""
+    face, matrix = hopper
+    source = engine.source_identity([astronaut])
+    return face, engine.masks.renderer, source, _swap_geometry(source, face, matrix)
+
+
 def test_wide_mouth_takes_the_lips_surroundings_too(engine, astronaut, grace_hopper, hopper):
     """`wide-mouth`: the mouth's region grown over the cheeks and chin around it, gated the
     same way (nothing taken where the mouths are alike)."""
-    face, matrix = hopper
-    renderer = engine.masks.renderer
-    source = engine.source_identity([astronaut])
-    geometry = _swap_geometry(source, face, matrix)
+    face, renderer, source, geometry = _astronaut_on_hopper(engine, astronaut, hopper)
+    matrix = hopper[1]
     mouth = regions.region_weights(renderer, geometry, ("mouth",))[0, 0]
     wide = regions.region_weights(renderer, geometry, regions.parts_of("wide-mouth"))[0, 0]
     assert (wide >= mouth - 1e-6).all()
@@ -192,10 +198,7 @@ def test_the_mouth_takes_half_of_its_surroundings(engine, astronaut, grace_hoppe
     """The default `mouth`: the lips from the target, and around them `wide-mouth`'s region
     at half strength, so the cheeks and chin there are half the target's, half the
     source's."""
-    face, matrix = hopper
-    renderer = engine.masks.renderer
-    source = engine.source_identity([astronaut])
-    geometry = _swap_geometry(source, face, matrix)
+    face, renderer, source, geometry = _astronaut_on_hopper(engine, astronaut, hopper)
     lips = regions.region_weights(renderer, geometry, ("mouth",))[0, 0]
     mouth = regions.region_weights(renderer, geometry, regions.parts_of("mouth"))[0, 0]
     wide = regions.region_weights(renderer, geometry, regions.parts_of("wide-mouth"))[0, 0]
