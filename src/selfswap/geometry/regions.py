@@ -81,10 +81,10 @@ class PartShape:
 #: likeness.
 SHAPES: dict[str, PartShape] = {
     "mouth": PartShape(grow=0.10, feather=0.15),
-    "mouth_ring": PartShape(grow=0.20, feather=0.20),
     "wide_mouth": PartShape(grow=0.20, feather=0.20),
     "eyes": PartShape(grow=0.05, feather=0.10),
 }
+SHAPES["mouth_ring"] = SHAPES["wide_mouth"]
 #: How much of the target a part takes at most (1 unless given). `mouth_ring` is
 #: `wide_mouth`'s region at half strength around the mouth's own (the default `mouth`):
 #: the target's cheeks and chin around the lips mixed half-and-half with the source's. On
@@ -149,7 +149,7 @@ def vertex_weights(
     out = np.zeros(bfm.n_vertices, np.float32)
     for part in parts:
         shape = shapes[part]
-        key = (id(bfm), bfm.n_vertices, part, shape)
+        key = (id(bfm), bfm.n_vertices, POLYGONS[part], shape)  # parts alike share it
         weights = _CACHE.get(key)
         if weights is None:
             distance = part_distance(bfm, part)

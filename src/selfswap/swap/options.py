@@ -26,8 +26,7 @@ EXPRESSION_HELP = (
     "parts of the new face whose pixels (texture, detail) come from the target photo, so they "
     "keep its expression: mouth (as far as the two mouths differ in opening; half of the "
     "lips' surroundings too), wide-mouth (all of the surroundings: more of the expression, "
-    "less of the likeness), "
-    "eyes, both, none"
+    "less of the likeness), eyes, both, none"
 )
 MIRROR_HELP = (
     "fill the parts of the face the source photo did not see (the far side of a turned head) "
