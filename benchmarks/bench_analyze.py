@@ -6,6 +6,10 @@ Baseline for ratios: the whole `FaceAnalyzer.analyze` call with dlib's own descr
 
 from __future__ import annotations
 
+# isort: off
+import selfswap  # noqa: F401  (before numpy: its thread settings, see its __init__)
+# isort: on
+
 import argparse
 import time
 
@@ -26,11 +30,15 @@ def photo_640x480() -> np.ndarray:
 
 
 def timed(fn, repeat: int) -> float:
+    """Median ms of `repeat` calls of `fn` after a warm-up (a median, not a mean: on a
+    shared machine one call in ten can take several times as long)."""
     fn()  # warm-up
-    start = time.perf_counter()
+    times = []
     for _ in range(repeat):
+        start = time.perf_counter()
         fn()
-    return (time.perf_counter() - start) / repeat * 1000
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1000
 
 
 def main() -> None:

@@ -8,16 +8,26 @@ without the two finishing steps (the pipeline before issue #14 item 3), "express
 none" without the target's mouth (models with the source texture), "no mirror fill"
 without filling what the source photo did not see from its mirror image, "bilinear resampling"
 with the paste and the source detail's render resampled bilinearly instead of with Lanczos
-(the pipeline before that change, docs/decisions.md).
+(the pipeline before that change, docs/decisions.md). Stage rows are medians of --repeat
+calls; the end-to-end variants are called in turn (`interleaved`) and show the median, the
+best and the median CPU ms (all threads) per call: on a shared machine the wall times swing
+two- to threefold from minute to minute, the CPU time much less.
 Targets (issue #6, 2-core CPU): generator ≤ 60 ms per face at 128 (batch of 8), end to end
 ≤ 150 ms per 640x480 photo with one face.
 """
 
 from __future__ import annotations
 
+# isort: off
+import selfswap  # noqa: F401  (before numpy: its thread settings, see its __init__)
+# isort: on
+
 import argparse
+import os
 import resource
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -30,6 +40,30 @@ from selfswap.samples import grace_hopper  # noqa: E402
 from selfswap.swap import blend, detail  # noqa: E402
 from selfswap.swap.blend import paste_back_many  # noqa: E402
 from selfswap.swap.pipeline import FaceSwapper  # noqa: E402
+
+
+def interleaved(variants: dict, repeat: int) -> dict[str, tuple[float, float, float]]:
+    """Per variant: median and best wall ms and median CPU ms (all threads of the process)
+    of `repeat` calls, the variants called in turn so that a shared machine's changing load
+    falls on all of them alike."""
+    for fn in variants.values():
+        fn()  # warm-up
+    wall = {name: [] for name in variants}
+    cpu = {name: [] for name in variants}
+    for _ in range(repeat):
+        for name, fn in variants.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {
+        name: (
+            1000 * statistics.median(wall[name]),
+            1000 * min(wall[name]),
+            1000 * statistics.median(cpu[name]),
+        )
+        for name in variants
+    }
 
 
 def main() -> None:
@@ -85,17 +119,28 @@ def main() -> None:
         ("source detail", timed(lambda: swapper.add_detail(faces, source, *finish), args.repeat)),
         ("paste back", timed(lambda: paste_back_many(target, crops, matrices, masks), args.repeat)),
         ("watermark", timed(lambda: embed_watermark(target), args.repeat)),
-        ("end to end, no detail / seam", timed(lambda: end_to_end(0.0, 0.0), args.repeat)),
-        ("end to end, expression_parts none", timed(lambda: end_to_end(parts="none"), args.repeat)),
-        ("end to end, no mirror fill", timed(lambda: end_to_end(mirror=0.0), args.repeat)),
-        ("end to end, bilinear resampling", timed(bilinear_end_to_end, args.repeat)),
-        ("end to end, one face", timed(end_to_end, args.repeat)),
     ]  # fmt: skip
-    total = rows[-1][1]
+    variants = {
+        "end to end, no detail / seam": lambda: end_to_end(0.0, 0.0),
+        "end to end, expression_parts none": lambda: end_to_end(parts="none"),
+        "end to end, no mirror fill": lambda: end_to_end(mirror=0.0),
+        "end to end, bilinear resampling": bilinear_end_to_end,
+        "end to end, one face": end_to_end,
+    }
+    measured = interleaved(variants, args.repeat)
+    total = measured["end to end, one face"][0]
     print(f"640x480, one face, R={r}, {args.threads} threads; ratio = stage / end to end")
-    print(f"{'stage':42s} {'ms':>8s} {'ratio':>7s}")
+    print(f"{'stage (median ms)':42s} {'ms':>8s} {'ratio':>7s}")
     for name, ms in rows:
         print(f"{name:42s} {ms:8.1f} {ms / total:7.2f}")
+    head = ("median", "ratio", "best", "CPU")
+    print(
+        f"{'end to end (interleaved runs)':42s} {head[0]:>8s} "
+        + " ".join(f"{h:>7s}" for h in head[1:])
+    )
+    for name, (median, best, cpu) in measured.items():
+        print(f"{name:42s} {median:8.1f} {median / total:7.2f} {best:7.1f} {cpu:7.1f}")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory: {peak:.0f} MB")
 

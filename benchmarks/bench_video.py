@@ -23,6 +23,10 @@ printed because the machine may be shared.
 
 from __future__ import annotations
 
+# isort: off
+import selfswap  # noqa: F401  (before numpy: its thread settings, see its __init__)
+# isort: on
+
 import argparse
 import os
 import statistics

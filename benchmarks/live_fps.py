@@ -27,7 +27,7 @@ which the other jobs of a shared machine change less than the wall time; fps = 1
 total wall ms. The load average is printed: the machine may be shared.
 In the browser a frame also waits for its round trip (about 30 ms measured), which `live`
 overlaps with the swap and the others do not. All three run with the web app's settings of
-numpy's OpenBLAS (one thread, see `selfswap.web`); `OPENBLAS_NUM_THREADS=2 python ...` shows
+numpy's OpenBLAS (one thread, see `selfswap/__init__.py`); `OPENBLAS_NUM_THREADS=2 python ...` shows
 the paths with OpenBLAS's default on 2 cores.
 """
 
@@ -40,7 +40,7 @@ import os
 import time
 from collections import defaultdict
 
-import selfswap.web  # noqa: F401  (first, as under `selfswap serve`: numpy's OpenBLAS threads)
+import selfswap  # noqa: F401  (first, as under `selfswap serve`: numpy's OpenBLAS threads)
 
 # isort: split
 import cv2

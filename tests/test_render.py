@@ -289,4 +289,19 @@ def test_vertex_attributes_are_interpolated_and_leave_other_outputs_alone(render
         picked.attributes[0, 0], renderer.render(v, depth=True).depth[0, 0], atol=1e-3
     )
     with pytest.raises(ValueError, match="attributes"):
-        renderer.render(v, attributes=np.zeros((1, v.shape[1], 5), np.float32))
+        renderer.render(v, attributes=np.zeros((1, v.shape[1], 17), np.float32))
+
+
+def test_many_attributes_in_one_render_equal_four_at_a_time(renderer, crop):
+    _, geometry = crop
+    v = geometry.vertices(renderer.mesh)
+    batch = np.concatenate([v, v * [0.9, 0.9, 0.9]])
+    rng = np.random.default_rng(0)
+    for channels in (5, 14, 16):
+        values = rng.random((2, v.shape[1], channels), dtype=np.float32)
+        one = renderer.render(batch, depth=True, attributes=values)
+        assert one.attributes.shape == (2, channels, R, R)
+        for start in range(0, channels, 4):
+            part = renderer.render(batch, depth=True, attributes=values[..., start : start + 4])
+            np.testing.assert_array_equal(one.attributes[:, start : start + 4], part.attributes)
+            np.testing.assert_array_equal(one.depth, part.depth)

@@ -132,6 +132,32 @@ def test_swap_follows_the_target_exposure(default_swapper, astronaut, grace_hopp
     assert np.abs(result.image.astype(int) - target).max() > 0  # the face was swapped
 
 
+def test_a_frame_renders_each_mesh_view_once(default_swapper, astronaut, grace_hopper, monkeypatch):
+    """The source photo's painting view is made once and kept; a frame then renders, at R and
+    at the size the face is shown, the target's own view (for its mouth) and one pass of the
+    swap mesh carrying every painted attribute, plus the two SAMAE mask renders at R: six
+    renders (fourteen before issue #14's speed work), with the same output."""
+    from selfswap.geometry.render import Renderer
+
+    source = default_swapper.source_identity([grace_hopper])
+    faces = default_swapper.fast_analyzer.analyze(astronaut)
+    first, _ = default_swapper.swap_frame(astronaut, faces, source)
+    assert len(source._views) == 2  # R and the detail's side
+    kept = dict(source._views)
+    calls = []
+    original = Renderer.render
+
+    def counted(self, *args, **kwargs):
+        calls.append(self.size)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Renderer, "render", counted)
+    again, _ = default_swapper.swap_frame(astronaut, faces, source)
+    assert all(source._views[k] is v for k, v in kept.items())
+    assert len(calls) == 6, calls
+    np.testing.assert_array_equal(first, again)
+
+
 def test_exposure_gains_leave_normal_faces_alone(astronaut):
     from selfswap.swap.pipeline import EXPOSURE_RANGE, exposure_gains
 

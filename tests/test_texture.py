@@ -154,6 +154,47 @@ def test_hopper_texture_on_the_astronaut_pose(collins, hopper, renderer):
     np.testing.assert_allclose(helper[1], visibility, atol=1e-5)
 
 
+def test_views_painted_in_one_render_equal_each_painted_alone(collins, hopper, renderer):
+    from selfswap.geometry.regions import part_attributes, region_weights, rendered_weights
+    from selfswap.geometry.texture import paint, source_view
+
+    collins_photo, collins_face, _, _, collins_geometry = collins
+    hopper_photo, hopper_face, _, _, _ = hopper
+    swap = swap_geometry(hopper_face.shape[None], collins_geometry.expression,
+                         collins_geometry.camera)  # fmt: skip
+    hopper_view = source_view(renderer, [hopper_photo], face_geometry([hopper_face]))
+    collins_view = source_view(renderer, [collins_photo], face_geometry([collins_face]))
+    parts = ("mouth", "eyes")
+    painted, out = paint(
+        renderer, [hopper_view, collins_view], swap, [1.0, 0.0],
+        part_attributes(renderer.mesh, parts),
+    )  # fmt: skip
+    alone = [
+        render_source_texture(renderer, hopper_photo, face_geometry([hopper_face]), swap,
+                              mirror=1.0),
+        render_source_texture(renderer, collins_photo, face_geometry([collins_face]), swap),
+    ]  # fmt: skip
+    for (texture, visibility), (expected, seen) in zip(painted, alone):
+        np.testing.assert_array_equal(texture, expected)
+        np.testing.assert_array_equal(visibility, seen)
+    on_face = out.silhouette[0, 0] > 0.5
+    assert painted[0][1][0, 0][on_face].mean() > 0.8 and painted[1][1][0, 0][on_face].mean() > 0.8
+    np.testing.assert_array_equal(
+        rendered_weights(out, parts), region_weights(renderer, swap, parts)
+    )
+    # a view of one photo serves a batch
+    two = swap_geometry(np.repeat(hopper_face.shape[None], 2, 0),
+                        np.repeat(collins_geometry.expression, 2, 0),
+                        np.repeat(collins_geometry.camera, 2, 0))  # fmt: skip
+    [(texture, visibility)], _ = paint(renderer, [hopper_view.repeat(2)], two)
+    plain = render_source_texture(renderer, hopper_photo, face_geometry([hopper_face]), swap)
+    for item in (0, 1):  # a batch's atlas render differs from one face's by rounding
+        np.testing.assert_allclose(texture[item], plain[0][0], atol=1.01 / 255)
+        np.testing.assert_allclose(visibility[item], plain[1][0], atol=1e-4)
+    with pytest.raises(ValueError, match="batch sizes"):
+        paint(renderer, [hopper_view], two)
+
+
 def test_shapes_dtypes_and_batch_equals_per_item(collins, hopper, renderer):
     import torch
 

@@ -173,13 +173,30 @@ def region_weights(
     batch = len(geometry)
     if not parts or not batch:
         return np.zeros((batch, 1, r, r), np.float32)
+    attributes = part_attributes(renderer.mesh, parts, shapes)
+    out = renderer.render(
+        geometry.vertices(renderer.mesh),
+        normals=False,
+        attributes=np.ascontiguousarray(np.broadcast_to(attributes, (batch, *attributes.shape))),
+    )
+    return rendered_weights(out, parts, strengths)
+
+
+def part_attributes(
+    mesh, parts: tuple[str, ...] | list[str], shapes: dict[str, PartShape] | None = None
+) -> np.ndarray:
+    """Per vertex of `mesh`, each part's weight `(N, len(parts))` (see `vertex_weights`):
+    the attributes `region_weights` renders."""
     if len(parts) > 4:
         raise ValueError(f"at most 4 parts at once, got {len(parts)}")
-    mesh = renderer.mesh
-    vertices = geometry.vertices(mesh)
-    per_vertex = np.stack([vertex_weights(mesh, (part,), shapes) for part in parts], axis=-1)
-    attributes = np.ascontiguousarray(np.broadcast_to(per_vertex, (batch, *per_vertex.shape)))
-    out = renderer.render(vertices, normals=False, attributes=attributes)
+    return np.stack([vertex_weights(mesh, (part,), shapes) for part in parts], axis=-1)
+
+
+def rendered_weights(
+    out, parts: tuple[str, ...] | list[str], strengths: dict[str, np.ndarray] | None = None
+) -> np.ndarray:
+    """`region_weights` from a render (`RenderOutput`) of `part_attributes(mesh, parts)`."""
+    batch = len(out.silhouette)
     factors = np.ones((batch, len(parts), 1, 1), np.float32)
     for k, part in enumerate(parts):
         factors[:, k] = FACTORS.get(part, 1.0)

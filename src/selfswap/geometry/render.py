@@ -27,7 +27,7 @@ Conventions of the outputs (all float32, `(B, C, R, R)`, row 0 at the top of the
 - `silhouette` `(B, 1, R, R)`: 1 where the mesh covers the pixel centre, else 0;
 - `depth` `(B, 1, R, R)` (optional): the posed depth (crop pixel units, larger = nearer)
   of the visible surface, zero outside;
-- `attributes` `(B, C, R, R)` (optional, C ≤ 4): any per-vertex values `(B, N, C)` given
+- `attributes` `(B, C, R, R)` (optional, C ≤ 16): any per-vertex values `(B, N, C)` given
   by the caller (e.g. where each vertex lies in another image, see
   `selfswap.geometry.texture`), interpolated linearly over the visible triangles (the
   cameras are affine, so this is exact), zero outside.
@@ -56,6 +56,9 @@ from selfswap.geometry.mesh import Geometry, NormalEstimator
 _GL_CLIP_DISTANCE0 = 0x3000
 #: Faces per draw; a batch larger than this is drawn in chunks.
 MAX_TILES = 64
+#: RGBA attachments for per-vertex attributes in one draw (with the coverage and depth ones
+#: within the 8 draw buffers every OpenGL 3.3 implementation has).
+MAX_ATTRIBUTE_GROUPS = 4
 #: Vertices of a reference tetrahedron (outer eye corners, chin, nose tip) in the 68-point
 #: layout, used to tell mirrored cameras (det < 0) from direct ones.
 _REFERENCE_LANDMARKS = (36, 45, 8, 30)
@@ -67,8 +70,7 @@ in vec3 in_position;
 in vec3 in_normal;
 #endif
 #ifdef WITH_ATTRIBUTES
-in vec4 in_attribute;
-out vec4 v_attribute;
+ATTRIBUTE_VERTEX_DECLARATIONS
 #endif
 uniform int n_vertices;
 uniform ivec2 grid;           // atlas columns, rows
@@ -88,7 +90,7 @@ void main() {
 #endif
     v_depth = in_position.z;
 #ifdef WITH_ATTRIBUTES
-    v_attribute = in_attribute;
+    ATTRIBUTE_VERTEX_COPIES
 #endif
     vec2 ndc = (in_position.xy + 0.5) * (2.0 / size) - 1.0;
     gl_ClipDistance[0] = 1.0 - ndc.x;
@@ -111,8 +113,7 @@ layout(location = 0) out vec4 f_color;
 layout(location = 1) out float f_depth;
 #endif
 #ifdef WITH_ATTRIBUTES
-in vec4 v_attribute;
-layout(location = ATTRIBUTE_LOCATION) out vec4 f_attribute;
+ATTRIBUTE_FRAGMENT_DECLARATIONS
 #endif
 
 void main() {
@@ -126,7 +127,7 @@ void main() {
     f_depth = v_depth;
 #endif
 #ifdef WITH_ATTRIBUTES
-    f_attribute = v_attribute;
+    ATTRIBUTE_FRAGMENT_COPIES
 #endif
 }
 """
@@ -150,6 +151,29 @@ def _with_defines(source: str, *defines: str) -> str:
     header = f"#version 330\n#define MAX_TILES {MAX_TILES}\n"
     header += "".join(f"#define {d}\n" for d in defines)
     return source.lstrip().replace("#version 330\n", header, 1)
+
+
+def _with_attributes(source: str, groups: int, location: int) -> str:
+    """The shader with `groups` vec4 attributes passed from vertex to fragment, written to
+    the colour attachments from `location` on."""
+    code = {
+        "ATTRIBUTE_VERTEX_DECLARATIONS": "".join(
+            f"in vec4 in_attribute{k};\nout vec4 v_attribute{k};\n" for k in range(groups)
+        ),
+        "ATTRIBUTE_VERTEX_COPIES": "".join(
+            f"v_attribute{k} = in_attribute{k};\n" for k in range(groups)
+        ),
+        "ATTRIBUTE_FRAGMENT_DECLARATIONS": "".join(
+            f"in vec4 v_attribute{k};\nlayout(location = {location + k}) out vec4 f_attribute{k};\n"
+            for k in range(groups)
+        ),
+        "ATTRIBUTE_FRAGMENT_COPIES": "".join(
+            f"f_attribute{k} = v_attribute{k};\n" for k in range(groups)
+        ),
+    }
+    for name, text in code.items():
+        source = source.replace(name, text)
+    return source
 
 
 #: The process that first created a GL context. Mesa's EGL state does not survive `fork`:
@@ -264,6 +288,7 @@ class Renderer:
             "positions": ctx.buffer(reserve=12 * self.n_vertices),
             "normals": ctx.buffer(reserve=12 * self.n_vertices),
             "attributes": ctx.buffer(reserve=16 * self.n_vertices),
+            "attribute_bytes": 16 * self.n_vertices,
             "capacity": 0,
             "programs": {},
             "vaos": {},
@@ -272,25 +297,26 @@ class Renderer:
         self._pid = os.getpid()
         return self._gl
 
-    def _program(self, normals: bool, depth: bool, attributes: bool = False):
-        """The program for an output kind (compiled on first use)."""
+    def _program(self, normals: bool, depth: bool, groups: int = 0):
+        """The program for an output kind with `groups` vec4 attributes (compiled on first
+        use)."""
         gl = self._gl
-        key = (normals, depth, attributes)
+        key = (normals, depth, groups)
         if key not in gl["programs"]:
             defines = ["WITH_NORMALS"] * normals + ["WITH_DEPTH"] * depth
-            if attributes:
-                # the attribute output is the colour attachment after the depth one, if any
-                defines += ["WITH_ATTRIBUTES", f"ATTRIBUTE_LOCATION {1 + depth}"]
-            prog = gl["ctx"].program(
-                vertex_shader=_with_defines(_VERTEX_SHADER, *defines),
-                fragment_shader=_with_defines(_FRAGMENT_SHADER, *defines),
+            defines += ["WITH_ATTRIBUTES"] * (groups > 0)
+            # the attribute outputs are the colour attachments after the depth one, if any
+            vertex, fragment = (
+                _with_attributes(_with_defines(shader, *defines), groups, 1 + depth)
+                for shader in (_VERTEX_SHADER, _FRAGMENT_SHADER)
             )
+            prog = gl["ctx"].program(vertex_shader=vertex, fragment_shader=fragment)
             prog["n_vertices"].value = self.n_vertices
             prog["size"].value = float(self.size)
             gl["programs"][key] = prog
         return gl["programs"][key]
 
-    def _vertex_array(self, batch: int, normals: bool, depth: bool, attributes: bool = False):
+    def _vertex_array(self, batch: int, normals: bool, depth: bool, groups: int = 0):
         """Vertex array for `batch` faces; the batched index buffer is built once for a
         capacity (grown in powers of two up to `MAX_TILES`) and shared by all kinds."""
         gl = self._gl
@@ -307,38 +333,40 @@ class Renderer:
             gl["index"] = ctx.buffer(indices.tobytes())
             gl["positions"].orphan(12 * self.n_vertices * capacity)
             gl["normals"].orphan(12 * self.n_vertices * capacity)
-            gl["attributes"].orphan(16 * self.n_vertices * capacity)
             gl["capacity"] = capacity
-        key = (normals, depth, attributes)
+        need = 16 * groups * self.n_vertices * gl["capacity"]
+        if groups and gl["attribute_bytes"] < need:
+            gl["attributes"].orphan(need)
+            gl["attribute_bytes"] = need
+        key = (normals, depth, groups)
         if key not in gl["vaos"]:
             content = [(gl["positions"], "3f", "in_position")]
             if normals:
                 content.append((gl["normals"], "3f", "in_normal"))
-            if attributes:
-                content.append((gl["attributes"], "4f", "in_attribute"))
+            if groups:
+                names = [f"in_attribute{k}" for k in range(groups)]
+                content.append((gl["attributes"], " ".join(["4f"] * groups), *names))
             gl["vaos"][key] = ctx.vertex_array(
-                self._program(normals, depth, attributes),
+                self._program(normals, depth, groups),
                 content,
                 index_buffer=gl["index"],
                 index_element_size=4,
             )
         return gl["vaos"][key]
 
-    def _framebuffer(
-        self, cols: int, rows: int, normals: bool, depth: bool, attributes: bool = False
-    ):
+    def _framebuffer(self, cols: int, rows: int, normals: bool, depth: bool, groups: int = 0):
         """Atlas framebuffer: RGBA32F (normal, coverage) or R32F (coverage) colour, an
-        R32F depth-value attachment and an RGBA32F attribute attachment when asked for,
+        R32F depth-value attachment when asked for, `groups` RGBA32F attribute attachments,
         and a z-buffer."""
         gl = self._gl
-        key = (cols, rows, normals, depth, attributes)
+        key = (cols, rows, normals, depth, groups)
         if key not in gl["fbos"]:
             ctx = gl["ctx"]
             shape = (cols * self.size, rows * self.size)
             colour = [ctx.renderbuffer(shape, components=4 if normals else 1, dtype="f4")]
             if depth:
                 colour.append(ctx.renderbuffer(shape, components=1, dtype="f4"))
-            if attributes:
+            for _ in range(groups):
                 colour.append(ctx.renderbuffer(shape, components=4, dtype="f4"))
             gl["fbos"][key] = ctx.framebuffer(
                 color_attachments=colour, depth_attachment=ctx.depth_renderbuffer(shape)
@@ -395,16 +423,16 @@ class Renderer:
         b, r = len(vertices), self.size
         cols = math.ceil(math.sqrt(b))
         rows = math.ceil(b / cols)
-        attr = attributes is not None
-        vao = self._vertex_array(b, normals, depth, attr)
-        prog = self._program(normals, depth, attr)
-        fbo = self._framebuffer(cols, rows, normals, depth, attr)
+        groups = 0 if attributes is None else -(-attributes.shape[-1] // 4)
+        vao = self._vertex_array(b, normals, depth, groups)
+        prog = self._program(normals, depth, groups)
+        fbo = self._framebuffer(cols, rows, normals, depth, groups)
         data = np.ascontiguousarray(vertices, np.float32)
         gl["positions"].write(data)
         if normals:
             gl["normals"].write(self.vertex_normals(data))
-        if attr:
-            padded = np.zeros((b, self.n_vertices, 4), np.float32)
+        if groups:
+            padded = np.zeros((b, self.n_vertices, 4 * groups), np.float32)
             padded[..., : attributes.shape[-1]] = attributes
             gl["attributes"].write(padded)
         prog["grid"].value = (cols, rows)
@@ -434,10 +462,12 @@ class Renderer:
             fbo.read_into(raw, components=1, attachment=1, dtype="f4")
             depth_tiles = _tiles(raw, b, r)
         attribute_tiles = None
-        if attr:
-            raw = np.empty((rows * r, cols * r, 4), np.float32)
-            fbo.read_into(raw, components=4, attachment=1 + depth, dtype="f4")
-            attribute_tiles = _tiles(raw, b, r)[:, : attributes.shape[-1]]
+        if groups:
+            raw = np.empty((groups, rows * r, cols * r, 4), np.float32)
+            for k in range(groups):
+                fbo.read_into(raw[k], components=4, attachment=1 + depth + k, dtype="f4")
+            attribute_tiles = np.concatenate([_tiles(g, b, r) for g in raw], axis=1)
+            attribute_tiles = attribute_tiles[:, : attributes.shape[-1]]
         return tiles, depth_tiles, attribute_tiles
 
     def render(
@@ -457,7 +487,7 @@ class Renderer:
                 `Geometry.vertices(renderer.mesh)`.
             normals: compute the normal map (else only silhouette/depth, cheaper).
             depth: also return the depth map.
-            attributes: `(B, N, C)` or `(N, C)` per-vertex values (C ≤ 4, same vertices
+            attributes: `(B, N, C)` or `(N, C)` per-vertex values (C ≤ 16, same vertices
                 as `vertices`) to interpolate over the visible surface.
             as_tensor: return `torch.Tensor`s instead of numpy arrays.
 
@@ -476,11 +506,11 @@ class Renderer:
             if (
                 attributes.ndim != 3
                 or attributes.shape[:2] != vertices.shape[:2]
-                or not 1 <= attributes.shape[2] <= 4
+                or not 1 <= attributes.shape[2] <= 4 * MAX_ATTRIBUTE_GROUPS
             ):
                 raise ValueError(
-                    f"attributes must be (B, N, C) with C <= 4 for vertices "
-                    f"{tuple(vertices.shape)}, got {tuple(attributes.shape)}"
+                    f"attributes must be (B, N, C) with C <= {4 * MAX_ATTRIBUTE_GROUPS} for "
+                    f"vertices {tuple(vertices.shape)}, got {tuple(attributes.shape)}"
                 )
         if (
             vertices.ndim == 3

@@ -41,13 +41,14 @@ reduced (area filter) around the face so that the resampling does not alias.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
 import cv2
 import numpy as np
 
 from selfswap.geometry.mesh import Geometry
-from selfswap.geometry.render import Renderer
+from selfswap.geometry.render import Renderer, RenderOutput
 
 if TYPE_CHECKING:
     import torch
@@ -184,6 +185,132 @@ def _occlusion(
     return out
 
 
+@dataclass(frozen=True)
+class SourceView:
+    """Source photos made ready to paint from (`source_view`), for one renderer: a batch of B
+    photos with their 3DMM fits' shadow map and per-vertex attributes. It depends on the
+    source alone, so one view serves every target it is painted onto."""
+
+    images: list[np.ndarray]
+    attributes: np.ndarray  # (B, N, 4): photo x, photo y, tile depth, facing per vertex
+    shadow: RenderOutput  # silhouette and depth (B, 1, R, R) of the source mesh in its tile
+    scale: np.ndarray  # (B,) tile pixels per photo pixel
+    offset: np.ndarray  # (B, 2): tile = photo * scale + offset
+    boxes: np.ndarray  # (B, 4) x0, y0, x1, y1 of the source mesh in the photo
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def repeat(self, count: int) -> SourceView:
+        """A view of one photo (B = 1) as `count` identical ones."""
+        if len(self) != 1:
+            raise ValueError(f"only a view of one photo repeats, this one has {len(self)}")
+        if count == 1:
+            return self
+
+        def many(a):
+            return None if a is None else np.repeat(a, count, axis=0)
+
+        shadow = RenderOutput(many(self.shadow.silhouette), depth=many(self.shadow.depth))
+        return SourceView(
+            self.images * count, many(self.attributes), shadow, many(self.scale),
+            many(self.offset), many(self.boxes),
+        )  # fmt: skip
+
+
+def source_view(
+    renderer: Renderer, source_images: SourceImages, source_geometry: Geometry
+) -> SourceView:
+    """The source photos `source_images` (see `render_source_texture`) with their fits
+    `source_geometry`, posed in those images' pixels, ready to paint from (one render)."""
+    images = _as_images(source_images, len(source_geometry))
+    r = renderer.size
+    source = source_geometry.vertices(renderer.mesh)  # (B, N, 3) in source image pixels
+    # Shadow map of the source view: the source mesh framed by its bounding box in an R×R
+    # tile (photo pixels → tile pixels by a per-face scale and shift, depth scaled alike).
+    lo, hi = source[..., :2].min(axis=1), source[..., :2].max(axis=1)  # (B, 2)
+    centre = (lo + hi) / 2
+    scale = (r - 2) / np.maximum((hi - lo).max(axis=1), 1e-3)  # (B,) tile px per photo px
+    offset = (r - 1) / 2 - centre * scale[:, None]  # tile = photo * scale + offset
+    framed = source * scale[:, None, None]
+    framed[..., :2] += offset[:, None]
+    shadow = renderer.render(framed, normals=False, depth=True)
+    facing = renderer.vertex_normals(source)[..., 2]
+    attributes = np.concatenate(
+        [source[..., :2], framed[..., 2:3], facing[..., None]], axis=-1
+    )  # (B, N, 4): photo x, photo y, tile depth, facing
+    return SourceView(images, attributes, shadow, scale, offset, np.concatenate([lo, hi], 1))
+
+
+def paint(
+    renderer: Renderer,
+    views: Sequence[SourceView],
+    target_geometry: Geometry,
+    mirrors: Sequence[float] | None = None,
+    extra_attributes: np.ndarray | None = None,
+    *,
+    depth_tolerance: float = 0.01,
+    grazing: tuple[float, float] = (0.05, 0.35),
+    interpolation: int = cv2.INTER_LINEAR,
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], RenderOutput]:
+    """Each source view painted onto the target-view geometry (see `render_source_texture`,
+    whose arguments these are; `mirrors`: one `mirror` per view, default 0), with one render
+    of the target for all of them. `extra_attributes` `(B, N, C)`: other per-vertex values
+    to render in the same pass. Returns `(texture (B, C, R, R), visibility (B, 1, R, R))`
+    per view, and the render's silhouette with the extra attributes (None without)."""
+    batch = len(target_geometry)
+    mirrors = [0.0] * len(views) if mirrors is None else list(mirrors)
+    if len(mirrors) != len(views):
+        raise ValueError(f"{len(mirrors)} mirror settings for {len(views)} source views")
+    for view in views:
+        if len(view) != batch:
+            raise ValueError(
+                f"batch sizes differ: {len(view)} source and {batch} target geometries"
+            )
+    r = renderer.size
+    mesh = renderer.mesh
+    target = target_geometry.vertices(mesh)  # (B, N, 3) in target crop pixels
+    target_size = (target[..., :2].max(axis=1) - target[..., :2].min(axis=1)).max(axis=1)
+    channels = [view.attributes for view in views]
+    channels += [mirrored(v.attributes, mesh) for v, m in zip(views, mirrors) if m > 0]
+    if extra_attributes is not None:
+        channels.append(np.broadcast_to(extra_attributes, (batch, *extra_attributes.shape[-2:])))
+    out = renderer.render(target, normals=False, attributes=np.concatenate(channels, axis=-1))
+
+    def painted(view: SourceView, slot: int, only: np.ndarray | None = None):
+        at = RenderOutput(out.silhouette, attributes=out.attributes[:, 4 * slot : 4 * slot + 4])
+        return _paint(
+            at, view.images, view.shadow, view.scale, view.offset, view.boxes, target_size,
+            depth_tolerance * (r - 2), grazing, interpolation, only,
+        )  # fmt: skip
+
+    results = []
+    flipped_slot = len(views)
+    for slot, (view, mirror) in enumerate(zip(views, mirrors)):
+        texture, visibility = painted(view, slot)
+        if mirror > 0:
+            # each point also from its mirror image across the face's plane of symmetry:
+            # where the point was not fully seen, and on the lattice its shading gain is
+            # measured on
+            step = _shading_step(r)
+            need = visibility < 1.0
+            need[:, ::step, ::step] = True
+            flipped, seen = painted(view, flipped_slot, need)
+            flipped_slot += 1
+            flipped = _match_shading(texture, visibility, flipped, seen, step)
+            fill = (1.0 - visibility) * seen * float(mirror)
+            total = visibility + fill
+            mixed = texture * visibility[:, None] + flipped * fill[:, None]
+            texture = np.where(total[:, None] > 0, mixed / np.maximum(total, 1e-6)[:, None], 0.0)
+            texture = texture.astype(np.float32)
+            visibility = total.astype(np.float32)
+        results.append((texture, visibility[:, None]))
+    extra = None
+    if extra_attributes is not None:
+        extra = out.attributes[:, 4 * flipped_slot :]
+    return results, RenderOutput(out.silhouette, attributes=extra)
+
+
 def render_source_texture(
     renderer: Renderer,
     source_images: SourceImages,
@@ -226,59 +353,16 @@ def render_source_texture(
         the target crop (uint8 input scaled to [0, 1]), zero where `visibility` is zero;
         `visibility` `(B, 1, R, R)` float32 in [0, 1], zero off the target mesh.
     """
-    batch = len(target_geometry)
-    if len(source_geometry) != batch:
+    if len(source_geometry) != len(target_geometry):
         raise ValueError(
-            f"batch sizes differ: {len(source_geometry)} source and {batch} target geometries"
+            f"batch sizes differ: {len(source_geometry)} source and {len(target_geometry)} "
+            "target geometries"
         )
-    images = _as_images(source_images, batch)
-    r = renderer.size
-    mesh = renderer.mesh
-    source = source_geometry.vertices(mesh)  # (B, N, 3) in source image pixels
-    target = target_geometry.vertices(mesh)  # (B, N, 3) in target crop pixels
-
-    # Shadow map of the source view: the source mesh framed by its bounding box in an R×R
-    # tile (photo pixels → tile pixels by a per-face scale and shift, depth scaled alike).
-    lo, hi = source[..., :2].min(axis=1), source[..., :2].max(axis=1)  # (B, 2)
-    centre = (lo + hi) / 2
-    scale = (r - 2) / np.maximum((hi - lo).max(axis=1), 1e-3)  # (B,) tile px per photo px
-    offset = (r - 1) / 2 - centre * scale[:, None]  # tile = photo * scale + offset
-    framed = source * scale[:, None, None]
-    framed[..., :2] += offset[:, None]
-    shadow = renderer.render(framed, normals=False, depth=True)
-
-    facing = renderer.vertex_normals(source)[..., 2]
-    attributes = np.concatenate(
-        [source[..., :2], framed[..., 2:3], facing[..., None]], axis=-1
-    )  # (B, N, 4): photo x, photo y, tile depth, facing
-    target_size = (target[..., :2].max(axis=1) - target[..., :2].min(axis=1)).max(axis=1)
-    boxes = np.concatenate([lo, hi], axis=1)
-
-    def painted(
-        attributes: np.ndarray, only: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        out = renderer.render(target, normals=False, attributes=attributes)
-        return _paint(
-            out, images, shadow, scale, offset, boxes, target_size,
-            depth_tolerance * (r - 2), grazing, interpolation, only,
-        )  # fmt: skip
-
-    texture, visibility = painted(attributes)
-    if mirror > 0:
-        # each point also from its mirror image across the face's plane of symmetry: where
-        # the point was not fully seen, and on the lattice its shading gain is measured on
-        step = _shading_step(r)
-        need = visibility < 1.0
-        need[:, ::step, ::step] = True
-        flipped, seen = painted(mirrored(attributes, mesh), need)
-        flipped = _match_shading(texture, visibility, flipped, seen, step)
-        fill = (1.0 - visibility) * seen * float(mirror)
-        total = visibility + fill
-        mixed = texture * visibility[:, None] + flipped * fill[:, None]
-        texture = np.where(total[:, None] > 0, mixed / np.maximum(total, 1e-6)[:, None], 0.0)
-        texture = texture.astype(np.float32)
-        visibility = total.astype(np.float32)
-    visibility = visibility[:, None]
+    view = source_view(renderer, source_images, source_geometry)
+    [(texture, visibility)], _ = paint(
+        renderer, [view], target_geometry, [mirror],
+        depth_tolerance=depth_tolerance, grazing=grazing, interpolation=interpolation,
+    )  # fmt: skip
     if as_tensor:
         import torch
 

@@ -34,6 +34,10 @@ from selfswap.face.types import Face
 from selfswap.io.images import as_rgb_array
 from selfswap.provenance import embed_watermark
 
+#: Renderer sizes a `SourceIdentity` keeps its painting view for (faces of a video are shown
+#: at a few sizes; `selfswap.swap.detail.output_side` steps them).
+_VIEWS_KEPT = 8
+
 
 @dataclass
 class SourceIdentity:
@@ -47,6 +51,25 @@ class SourceIdentity:
     # the photo whose pixels texture the swap (the most frontal source face) and that face
     texture_photo: np.ndarray | None = None
     texture_face: Face | None = None
+    # that photo ready to paint from, per renderer size (`view`); not copied by `replace`
+    _views: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def view(self, renderer):
+        """The texture photo and its fit ready to paint from with `renderer`
+        (`selfswap.geometry.texture.source_view`), made once per renderer size: a video's
+        faces are painted from it frame after frame."""
+        from selfswap.geometry.mesh import face_geometry
+        from selfswap.geometry.texture import source_view
+
+        # the photo and face are in the key too: a view never outlives what it was made of
+        key = (renderer.size, renderer.n_vertices, id(self.texture_photo), id(self.texture_face))
+        if key not in self._views:
+            if len(self._views) >= _VIEWS_KEPT:
+                del self._views[next(iter(self._views))]
+            self._views[key] = source_view(
+                renderer, [self.texture_photo], face_geometry([self.texture_face])
+            )
+        return self._views[key]
 
 
 @dataclass
@@ -225,39 +248,41 @@ class FaceSwapper:
         image across the face."""
         from selfswap.geometry import regions
         from selfswap.geometry.mesh import face_geometry
-        from selfswap.geometry.texture import render_source_texture
+        from selfswap.geometry.texture import paint, source_view
 
         if source.texture_photo is None or source.texture_face is None:
             raise SelfswapError("This model needs a source photo to take the face's pixels from.")
         renderer = renderer or self.masks.renderer
-        photos = [source.texture_photo] * count
-        posed = face_geometry([source.texture_face] * count)
-        texture, visibility = render_source_texture(
-            renderer, photos, posed, geometry, interpolation=interpolation, mirror=mirror
-        )
+        views = [source.view(renderer).repeat(count)]
+        mirrors = [mirror]
         parts = regions.parts_of(expression_parts)
-        if not parts:
-            return texture, visibility
         strengths = None
-        if target_faces is not None:
+        if parts and target_faces is not None:
             strengths = regions.part_strengths(
                 parts,
                 np.asarray(source.texture_face.landmarks68)[None],
                 np.stack([f.landmarks68 for f in target_faces]),
             )
-        weights = regions.region_weights(renderer, geometry, parts, strengths=strengths)
+        own = (
+            bool(parts)
+            and target is not None
+            and target_faces is not None
+            and (strengths is None or any(np.any(v > 0) for v in strengths.values()))
+        )
+        if own:  # the target's own pixels, painted in the same render
+            views.append(source_view(renderer, [target] * count, face_geometry(target_faces)))
+            mirrors.append(0.0)
+        extra = regions.part_attributes(renderer.mesh, parts) if parts else None
+        painted, out = paint(renderer, views, geometry, mirrors, extra, interpolation=interpolation)
+        texture, visibility = painted[0]
+        if not parts:
+            return texture, visibility
+        weights = regions.rendered_weights(out, parts, strengths)
         if not weights.any():
             return texture, visibility
-        if target is None or target_faces is None:
+        if not own:
             return regions.hide_regions(texture, visibility, weights)
-        own = render_source_texture(
-            renderer,
-            [target] * count,
-            face_geometry(list(target_faces)),
-            geometry,
-            interpolation=interpolation,
-        )
-        return regions.blend_textures(texture, visibility, *own, weights)
+        return regions.blend_textures(texture, visibility, *painted[1], weights)
 
     def swap_faces(
         self,
