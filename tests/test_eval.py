@@ -323,6 +323,9 @@ def test_dev_clip_metrics_of_an_unchanged_clip(shared_data, astronaut, grace_hop
     assert same["flicker_ratio"] == pytest.approx(1.0, rel=0.15)
     assert original["sface_mean"] < SAME_PERSON  # the clip's person is not Grace Hopper
     assert same["fps"] > 0
+    # the unchanged clip's eyes open and close with the original's
+    assert original["eye_error"] == 0.0 and original["eye_follow"] == pytest.approx(1.0)
+    assert same["eye_error"] < 0.02
 
 
 def test_eval_of_a_single_pair_finishes_without_a_frechet_distance(

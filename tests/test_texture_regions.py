@@ -151,6 +151,44 @@ def test_a_closed_target_mouth_under_an_open_source_comes_from_the_target(
     assert np.abs(eyes[0] - plain[0])[..., weights > 0.5].mean() > 0.05
 
 
+def test_the_eyes_follow_the_target_as_far_as_their_opening_differs(
+    engine, astronaut, grace_hopper, collins, hopper
+):
+    """`mouth-blinks`: the astronaut's eyes are wider open than Grace Hopper's, so onto the
+    astronaut the eyes come partly from her; a blink fully; Hopper onto herself keeps hers."""
+    wide, open_ = collins[0].landmarks68, hopper[0].landmarks68
+    opening = regions.eye_opening(np.stack([wide, open_]))
+    assert 0.3 < opening[0] < 0.4 and 0.2 < opening[1] < 0.3  # measured 0.352 and 0.260
+    np.testing.assert_allclose(regions.eye_opening(3.0 * np.stack([wide, open_]) - 7), opening,
+                               rtol=1e-5)  # fmt: skip
+    closed = open_.copy()
+    for eye in (list(range(36, 42)), list(range(42, 48))):
+        middle = open_[eye, 1].mean()
+        closed[eye, 1] = middle + 0.1 * (open_[eye, 1] - middle)
+    assert regions.eye_opening(closed[None])[0] < 0.05
+    assert regions.eye_strength(open_[None], closed[None])[0] == pytest.approx(1.0)
+    assert regions.eye_strength(open_[None], open_[None])[0] == 0.0
+    assert 0.3 < regions.eye_strength(open_[None], wide[None])[0] < 0.9  # 0.65
+    strengths = regions.part_strengths(regions.parts_of("mouth-blinks"), open_[None], closed[None])
+    assert strengths["blinks"][0] == pytest.approx(1.0) and strengths["mouth"][0] == 0.0
+    # in the swap's texture: onto the astronaut the eyes change, and only they
+    face, matrix, _, _ = collins
+    source = engine.source_identity([grace_hopper])
+    geometry = _swap_geometry(source, face, matrix)
+    mouth = engine.source_texture(source, geometry, 1, "mouth", None, astronaut, [face])
+    both = engine.source_texture(source, geometry, 1, "mouth-blinks", None, astronaut, [face])
+    weights = regions.region_weights(engine.masks.renderer, geometry, ("blinks",))[0, 0]
+    np.testing.assert_allclose(both[0][..., weights == 0], mouth[0][..., weights == 0], atol=1e-6)
+    assert np.abs(both[0] - mouth[0])[..., weights > 0.5].mean() > 0.03
+    # Hopper onto herself: the eyes are as open as the target's, nothing changes
+    face, matrix = hopper
+    geometry = _swap_geometry(source, face, matrix)
+    mouth = engine.source_texture(source, geometry, 1, "mouth", None, grace_hopper, [face])
+    both = engine.source_texture(source, geometry, 1, "mouth-blinks", None, grace_hopper, [face])
+    for a, b in zip(mouth, both):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_mouth_as_open_as_the_targets_keeps_the_source(engine, grace_hopper, hopper):
     """Grace Hopper onto herself: the mouths are alike, nothing to take from the target."""
     face, matrix = hopper
@@ -262,6 +300,13 @@ def test_expression_parts_is_a_swap_option(tmp_path):
         SwapConfig(expression_parts="nose")
     with pytest.raises(ValueError, match="expression parts must be one of"):
         regions.parts_of("nose")
+    # every value the option offers has its parts
+    from selfswap.swap.options import EXPRESSION_CHOICES
+
+    assert set(EXPRESSION_CHOICES) == set(regions.CHOICES)
+    video = parser.parse_args(["video", "-s", "a.png", "-t", "b.mp4", "-o", "c.mp4",
+                               "--expression-parts", "mouth-blinks"])  # fmt: skip
+    assert _swap_config(video).expression_parts == "mouth-blinks"
 
 
 @pytest.mark.parametrize("degrees", [40, -40])

@@ -147,7 +147,10 @@ one source person of the pairs (selfswap models through `swap_video`, with track
 smoothing; other methods frame by frame). SFace: similarity of each frame's face to another
 photo of the source person (mean over frames, and its spread over frames); jitter ratio:
 landmark jitter of the output over the original clip's (1.0 = as steady as the footage);
-flicker ratio: mean frame-to-frame change inside the face box, output over original; fps:
+flicker ratio: mean frame-to-frame change inside the face box, output over original; eye
+opening error: mean |difference| of the eyes' opening (eye aspect ratio, about 0.3 open,
+under 0.15 closed) from the original's, and eyes follow: its correlation with the
+original's over the frames (1: the swap blinks with the footage); fps:
 frames per second of the whole swap of the clip, on the machine as loaded during the run.
 """
 
@@ -157,6 +160,8 @@ def dev_video_table(video_dev: dict) -> str:
             ("sface_std", "SFace spread over frames", "{:.3f}"),
             ("jitter_ratio", "landmark jitter ratio ↓", "{:.2f}"),
             ("flicker_ratio", "flicker ratio ↓", "{:.2f}"),
+            ("eye_error", "eye opening error ↓", "{:.3f}"),
+            ("eye_follow", "eyes follow (corr.) ↑", "{:.2f}"),
             ("fps", "fps ↑", "{:.1f}")]  # fmt: skip
 
     def rows(table: dict, prefix: str = "") -> list[str]:

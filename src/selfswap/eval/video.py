@@ -8,6 +8,9 @@ analysed frame by frame.
 - identity consistency: mean cosine similarity of each frame's dlib embedding to the mean
   embedding of all frames (1 = the same identity in every frame);
 - identity to source: mean similarity of the frames to the source photo.
+On real clips (`dev_clip_metrics`) also: the eyes opening and closing with the footage's,
+as the mean |difference| of their opening (`selfswap.geometry.regions.eye_opening`) and its
+correlation with the original's over the frames.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from selfswap.eval.judge import SFaceJudge, pick_face
 from selfswap.eval.metrics import cosine_similarity
 from selfswap.face.analyzer import AnalyzerConfig, FaceAnalyzer
+from selfswap.geometry.regions import eye_opening
 from selfswap.samples import astronaut, grace_hopper
 from selfswap.swap.video import process_video, read_frames
 
@@ -154,18 +158,25 @@ def flicker(frames: list[np.ndarray], boxes: list[np.ndarray | None]) -> float:
 
 
 def _track(frames, analyzer: FaceAnalyzer, judge, ref_embedding, near_boxes=None) -> dict:
-    """Per frame: 68 landmarks, face box and SFace similarity to the source's reference."""
-    marks, boxes, sims = [], [], []
+    """Per frame: 68 landmarks, face box, eye opening (NaN without a face) and SFace
+    similarity to the source's reference."""
+    marks, boxes, sims, eyes = [], [], [], []
     for t, frame in enumerate(frames):
         near = None if near_boxes is None else near_boxes[t]
         face = pick_face(analyzer.analyze(frame), near)
         boxes.append(None if face is None else np.asarray(face.box, float))
         if face is not None:
             marks.append(face.landmarks68)
+        eyes.append(np.nan if face is None else float(eye_opening(face.landmarks68)[0]))
         judged = judge.describe(frame, near if near is not None else boxes[-1])
         if judged is not None:
             sims.append(float(cosine_similarity(judged.embedding, ref_embedding)))
-    return {"marks": np.array(marks), "boxes": boxes, "sims": np.array(sims)}
+    return {
+        "marks": np.array(marks),
+        "boxes": boxes,
+        "sims": np.array(sims),
+        "eyes": np.array(eyes),
+    }
 
 
 def dev_clip_metrics(
@@ -208,6 +219,11 @@ def _clip_row(track, base_jitter, base_flicker, frames, base) -> dict:
     jitter = landmark_jitter(track["marks"]) if len(track["marks"]) >= 3 else float("nan")
     flick = flicker(frames, base["boxes"])
     sims = track["sims"]
+    eyes, base_eyes = track["eyes"], base["eyes"]
+    both = np.isfinite(eyes) & np.isfinite(base_eyes)
+    follow = float("nan")
+    if both.sum() >= 3 and eyes[both].std() > 0 and base_eyes[both].std() > 0:
+        follow = float(np.corrcoef(eyes[both], base_eyes[both])[0, 1])
     return {
         "frames": len(frames),
         "sface_mean": float(sims.mean()) if len(sims) else float("nan"),
@@ -216,6 +232,10 @@ def _clip_row(track, base_jitter, base_flicker, frames, base) -> dict:
         "jitter_ratio": jitter / base_jitter if base_jitter else float("nan"),
         "flicker": flick,
         "flicker_ratio": flick / base_flicker if base_flicker else float("nan"),
+        # the eyes open and close with the footage's (a blink): mean |difference| of the eye
+        # opening (`eye_opening`) and its correlation over the frames
+        "eye_error": float(np.abs(eyes - base_eyes)[both].mean()) if both.any() else np.nan,
+        "eye_follow": follow,
     }
 
 
@@ -225,7 +245,15 @@ def dev_clip_summary(per_clip: dict) -> dict:
     for rows in per_clip.values():
         for name, row in rows.items():
             methods.setdefault(name, []).append(row)
-    keys = ("sface_mean", "sface_std", "jitter_ratio", "flicker_ratio", "fps")
+    keys = (
+        "sface_mean",
+        "sface_std",
+        "jitter_ratio",
+        "flicker_ratio",
+        "eye_error",
+        "eye_follow",
+        "fps",
+    )
     return {
         name: {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) for k in keys}
         | {"clips": len(rows)}

@@ -46,6 +46,7 @@ POLYGONS: dict[str, tuple[tuple[int, ...], ...]] = {
     "mouth_ring": _LIPS,
     "wide_mouth": _LIPS,
     "eyes": (tuple(range(36, 42)), tuple(range(42, 48))),
+    "blinks": (tuple(range(36, 42)), tuple(range(42, 48))),
 }
 #: Option values (`SwapConfig.expression_parts`) → parts.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -54,9 +55,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "wide-mouth": ("wide_mouth",),
     "eyes": ("eyes",),
     "both": ("mouth", "mouth_ring", "eyes"),
+    "mouth-blinks": ("mouth", "mouth_ring", "blinks"),
 }
 #: The parts gated by how much the two mouths differ (`mouth_strength`).
 MOUTHS = ("mouth", "mouth_ring", "wide_mouth")
+#: The parts gated by how much the two pairs of eyes differ in how open they are
+#: (`eye_strength`): the eyes, only where the target's are closing (a blink, a squint) or
+#: wider than the source's.
+EYES_GATED = ("blinks",)
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ SHAPES: dict[str, PartShape] = {
     "eyes": PartShape(grow=0.05, feather=0.10),
 }
 SHAPES["mouth_ring"] = SHAPES["wide_mouth"]
+SHAPES["blinks"] = SHAPES["eyes"]
 #: How much of the target a part takes at most (1 unless given). `mouth_ring` is
 #: `wide_mouth`'s region at half strength around the mouth's own (the default `mouth`):
 #: the target's cheeks and chin around the lips mixed half-and-half with the source's. On
@@ -240,18 +247,53 @@ def mouth_strength(source_landmarks68: np.ndarray, target_landmarks68: np.ndarra
     return _smoothstep(*OPEN_RAMP, differ).astype(np.float32)
 
 
+#: The eyes' texture comes from the target as far as the two pairs of eyes differ in how open
+#: they are (`eye_opening`): not at all up to `EYE_RAMP[0]` apart, fully from `EYE_RAMP[1]`.
+#: An open eye measures about 0.25–0.35, a closed one under 0.15 (68-point landmarks). On
+#: the six dev clips the swap's eyes then follow the footage's with a correlation of 0.62
+#: (0.13 without; 0.48 with 0.10–0.20) for SFace to the source 0.335 → 0.293: the eyes
+#: carry much of the likeness, so `mouth-blinks` is an option (docs/decisions.md).
+EYE_RAMP = (0.05, 0.12)
+
+
+def eye_opening(landmarks68: np.ndarray) -> np.ndarray:
+    """How open the eyes are, `(B,)` from 68-point landmarks `(B, 68, 2)` (any pixel scale):
+    the eye aspect ratio (the two lid-to-lid distances over twice the corner-to-corner one),
+    averaged over both eyes; about 0.3 open, under 0.15 closed."""
+    p = np.asarray(landmarks68, np.float64).reshape(-1, 68, 2)
+    ratios = []
+    for eye in (p[:, 36:42], p[:, 42:48]):
+        lids = np.linalg.norm(eye[:, 1] - eye[:, 5], axis=1)
+        lids += np.linalg.norm(eye[:, 2] - eye[:, 4], axis=1)
+        ratios.append(lids / np.maximum(2 * np.linalg.norm(eye[:, 0] - eye[:, 3], axis=1), 1e-6))
+    return ((ratios[0] + ratios[1]) / 2).astype(np.float32)
+
+
+def eye_strength(source_landmarks68: np.ndarray, target_landmarks68: np.ndarray) -> np.ndarray:
+    """Per face `(B,)` in [0, 1]: how much of the eyes to take from the target (see
+    `EYE_RAMP`), from the source's and the target's 68 landmarks (as `mouth_strength`)."""
+    differ = np.abs(eye_opening(target_landmarks68) - eye_opening(source_landmarks68))
+    return _smoothstep(*EYE_RAMP, differ).astype(np.float32)
+
+
 def part_strengths(
     parts: tuple[str, ...] | list[str],
     source_landmarks68: np.ndarray | None,
     target_landmarks68: np.ndarray | None,
 ) -> dict[str, np.ndarray] | None:
     """`region_weights`' strengths for `parts` of faces with these landmarks: the mouths'
-    (`MOUTHS`) by `mouth_strength`, the eyes' in full. None (all in full) without landmarks."""
-    mouths = [part for part in parts if part in MOUTHS]
-    if not mouths or source_landmarks68 is None or target_landmarks68 is None:
+    (`MOUTHS`) by `mouth_strength`, the gated eyes' (`EYES_GATED`) by `eye_strength`, the
+    others in full. None (all in full) without landmarks."""
+    gates = {MOUTHS: mouth_strength, EYES_GATED: eye_strength}
+    gated = [part for part in parts if any(part in group for group in gates)]
+    if not gated or source_landmarks68 is None or target_landmarks68 is None:
         return None
-    strength = mouth_strength(source_landmarks68, target_landmarks68)
-    return {part: strength for part in mouths}
+    out = {}
+    for group, strength in gates.items():
+        if any(part in group for part in parts):
+            value = strength(source_landmarks68, target_landmarks68)
+            out.update({part: value for part in parts if part in group})
+    return out
 
 
 def hide_regions(

@@ -13,7 +13,7 @@ from selfswap.errors import SelfswapError
 
 PASTE_CHOICES = ("face", "mask")
 OCCLUSION_CHOICES = ("none", "hands", "segmenter", "both")
-EXPRESSION_CHOICES = ("none", "mouth", "wide-mouth", "eyes", "both")
+EXPRESSION_CHOICES = ("none", "mouth", "wide-mouth", "eyes", "both", "mouth-blinks")
 
 MODEL_HELP = "default (shipped), an exported .safetensors file, or a training run folder"
 FACES_HELP = "all, indices (0,2; left to right), ref:IMAGE"
@@ -26,7 +26,8 @@ EXPRESSION_HELP = (
     "parts of the new face whose pixels (texture, detail) come from the target photo, so they "
     "keep its expression: mouth (as far as the two mouths differ in opening; half of the "
     "lips' surroundings too), wide-mouth (all of the surroundings: more of the expression, "
-    "less of the likeness), eyes, both, none"
+    "less of the likeness), eyes, both, mouth-blinks (the mouth, and the eyes as far as the two "
+    "pairs of eyes differ in opening: a blink, a squint), none"
 )
 MIRROR_HELP = (
     "fill the parts of the face the source photo did not see (the far side of a turned head) "
