@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from selfswap.swap.smoothing import (
+    BlinkGate,
     FaceTracker,
     OneEuroFilter,
     RegionDetector,
@@ -125,6 +126,41 @@ def hd_frame(astronaut: np.ndarray, dx: int = 0, dy: int = 0) -> np.ndarray:
     """A 1080x1920 portrait frame: the astronaut upscaled to the width, moved by (dx, dy)."""
     matrix = np.array([[1080 / 512, 0, dx], [0, 1080 / 512, 420 + dy]], np.float64)
     return cv2.warpAffine(astronaut, matrix, (1080, 1920), borderMode=cv2.BORDER_REPLICATE)
+
+
+def _eyes_at(landmarks: np.ndarray, opening: float) -> np.ndarray:
+    """The landmarks with both eyes' lids moved to an eye aspect ratio of `opening`."""
+    from selfswap.geometry.regions import eye_opening
+
+    out = landmarks.astype(np.float64).copy()
+    now = float(eye_opening(landmarks[None])[0])
+    for eye in (list(range(36, 42)), list(range(42, 48))):
+        middle = out[eye, 1].mean()
+        out[eye, 1] = middle + (opening / now) * (out[eye, 1] - middle)
+    return out
+
+
+def test_a_blink_is_a_departure_from_the_faces_usual_opening(astronaut) -> None:
+    """One blink hardly moves a face's usual opening and takes its eyes; a face whose eyes
+    are always narrow does not; each track has its own, and a cut forgets them."""
+    from selfswap.face.analyzer import AnalyzerConfig, FaceAnalyzer
+    from selfswap.geometry.regions import eye_opening
+
+    face = FaceAnalyzer(AnalyzerConfig(embedding="none")).analyze(astronaut)[0]
+    open_, narrow = _eyes_at(face.landmarks68, 0.3), _eyes_at(face.landmarks68, 0.2)
+    assert eye_opening(np.stack([open_, narrow])) == pytest.approx([0.3, 0.2], abs=0.01)
+    gate = BlinkGate(fps=25, seconds=2.0)
+    assert gate.window == 50
+    for _ in range(30):
+        strengths = gate.update([1, 2], [open_, narrow])
+    assert strengths.tolist() == [0.0, 0.0]
+    blink = _eyes_at(face.landmarks68, 0.05)
+    for _ in range(3):
+        strengths = gate.update([1, 2], [blink, narrow])
+        assert strengths.tolist() == [1.0, 0.0]
+    assert [gate.usual(1), gate.usual(2)] == pytest.approx([0.3, 0.2], abs=0.01)
+    gate.reset()
+    assert gate.update([1], [blink]).tolist() == [0.0] and np.isnan(gate.usual(2))
 
 
 def test_region_detector_follows_a_face_on_a_small_image(astronaut) -> None:

@@ -171,6 +171,17 @@ def test_the_eyes_follow_the_target_as_far_as_their_opening_differs(
     assert 0.3 < regions.eye_strength(open_[None], wide[None])[0] < 0.9  # 0.65
     strengths = regions.part_strengths(regions.parts_of("mouth-blinks"), open_[None], closed[None])
     assert strengths["blinks"][0] == pytest.approx(1.0) and strengths["mouth"][0] == 0.0
+    # strengths given (a video's `BlinkGate`) replace the gate by the source's; NaN keeps it
+    parts = regions.parts_of("mouth-blinks")
+    given = regions.part_strengths(parts, open_[None], np.stack([wide, closed, wide]),
+                                   np.array([0.0, 0.5, np.nan]))  # fmt: skip
+    assert given["blinks"] == pytest.approx([0.0, 0.5, 0.65], abs=0.05)
+    assert (
+        given["mouth"].tolist()
+        == regions.mouth_strength(open_[None], np.stack([wide, closed, wide])).tolist()
+    )
+    assert regions.departure_strength(np.array([0.3, 0.25, 0.1]), np.array([0.3, 0.3, 0.3])
+                                      ).tolist() == [0.0, 0.0, 1.0]  # fmt: skip
     # in the swap's texture: onto the astronaut the eyes change, and only they
     face, matrix, _, _ = collins
     source = engine.source_identity([grace_hopper])

@@ -252,7 +252,9 @@ def mouth_strength(source_landmarks68: np.ndarray, target_landmarks68: np.ndarra
 #: An open eye measures about 0.25–0.35, a closed one under 0.15 (68-point landmarks). On
 #: the six dev clips the swap's eyes then follow the footage's with a correlation of 0.62
 #: (0.13 without; 0.48 with 0.10–0.20) for SFace to the source 0.335 → 0.293: the eyes
-#: carry much of the likeness, so `mouth-blinks` is an option (docs/decisions.md).
+#: carry much of the likeness. In a video the same ramp applies to each face's departure
+#: from its own usual opening (`departure_strength`): 0.36 for SFace 0.331
+#: (docs/decisions.md).
 EYE_RAMP = (0.05, 0.12)
 
 
@@ -269,6 +271,12 @@ def eye_opening(landmarks68: np.ndarray) -> np.ndarray:
     return ((ratios[0] + ratios[1]) / 2).astype(np.float32)
 
 
+def departure_strength(opening: np.ndarray, usual: np.ndarray) -> np.ndarray:
+    """`(B,)` in [0, 1]: how far eyes of this opening depart from a usual one (`EYE_RAMP`)."""
+    differ = np.abs(np.asarray(opening, np.float64) - np.asarray(usual, np.float64))
+    return _smoothstep(*EYE_RAMP, differ).astype(np.float32)
+
+
 def eye_strength(source_landmarks68: np.ndarray, target_landmarks68: np.ndarray) -> np.ndarray:
     """Per face `(B,)` in [0, 1]: how much of the eyes to take from the target (see
     `EYE_RAMP`), from the source's and the target's 68 landmarks (as `mouth_strength`)."""
@@ -280,10 +288,13 @@ def part_strengths(
     parts: tuple[str, ...] | list[str],
     source_landmarks68: np.ndarray | None,
     target_landmarks68: np.ndarray | None,
+    eye_gate: np.ndarray | None = None,
 ) -> dict[str, np.ndarray] | None:
     """`region_weights`' strengths for `parts` of faces with these landmarks: the mouths'
     (`MOUTHS`) by `mouth_strength`, the gated eyes' (`EYES_GATED`) by `eye_strength`, the
-    others in full. None (all in full) without landmarks."""
+    others in full. None (all in full) without landmarks. `eye_gate` `(B,)`: the gated eyes'
+    strengths instead (in a video, how far each face's eyes depart from their own usual
+    opening, `selfswap.swap.smoothing.BlinkGate`; NaN: by the source's as above)."""
     gates = {MOUTHS: mouth_strength, EYES_GATED: eye_strength}
     gated = [part for part in parts if any(part in group for group in gates)]
     if not gated or source_landmarks68 is None or target_landmarks68 is None:
@@ -292,6 +303,9 @@ def part_strengths(
     for group, strength in gates.items():
         if any(part in group for part in parts):
             value = strength(source_landmarks68, target_landmarks68)
+            if group is EYES_GATED and eye_gate is not None:
+                given = np.asarray(eye_gate, np.float32)
+                value = np.where(np.isfinite(given), given, value).astype(np.float32)
             out.update({part: value for part in parts if part in group})
     return out
 

@@ -26,8 +26,9 @@ EXPRESSION_HELP = (
     "parts of the new face whose pixels (texture, detail) come from the target photo, so they "
     "keep its expression: mouth (as far as the two mouths differ in opening; half of the "
     "lips' surroundings too), wide-mouth (all of the surroundings: more of the expression, "
-    "less of the likeness), eyes, both, mouth-blinks (the mouth, and the eyes as far as the two "
-    "pairs of eyes differ in opening: a blink, a squint), none"
+    "less of the likeness), eyes, both, mouth-blinks (the mouth, and the eyes when they blink "
+    "or squint: in a video as far as they leave the face's usual opening; in a photo as far "
+    "as they differ from the source's, which costs more likeness), none"
 )
 MIRROR_HELP = (
     "fill the parts of the face the source photo did not see (the far side of a turned head) "

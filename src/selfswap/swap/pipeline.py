@@ -236,6 +236,7 @@ class FaceSwapper:
         target_faces: list[Face] | None = None,
         interpolation: int = cv2.INTER_LINEAR,
         mirror: float = MIRROR,
+        eye_gate: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The source photo's pixels on the swap geometry (posed in the target crops) and
         their visibility, `(count, 3, R, R)` and `(count, 1, R, R)` (see
@@ -245,7 +246,9 @@ class FaceSwapper:
         the target's expression; without a target nothing is visible there. `renderer`: that
         of the crops (default R); `interpolation`: how the photos are resampled (an OpenCV
         flag); `mirror`: how far what the source photo did not see is filled with its mirror
-        image across the face."""
+        image across the face; `eye_gate` `(count,)`: the gated eyes' strength per face
+        (`regions.part_strengths`; default by how far their opening differs from the
+        source's)."""
         from selfswap.geometry import regions
         from selfswap.geometry.mesh import face_geometry
         from selfswap.geometry.texture import paint, source_view
@@ -262,6 +265,7 @@ class FaceSwapper:
                 parts,
                 np.asarray(source.texture_face.landmarks68)[None],
                 np.stack([f.landmarks68 for f in target_faces]),
+                eye_gate,
             )
         own = (
             bool(parts)
@@ -291,11 +295,12 @@ class FaceSwapper:
         source: SourceIdentity,
         expression_parts: str = EXPRESSION_PARTS,
         mirror: float = MIRROR,
+        eye_gate: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For target faces: generated crops `(N, R, R, 3)` uint8, paste-back masks `(N, R, R)`
         (see `paste`) and alignment matrices `(N, 2, 3)` (image → crop). Models that take the
         source texture get the target's pixels over `expression_parts` and what the source
-        photo did not see filled by `mirror` (see `source_texture`)."""
+        photo did not see filled by `mirror`; `eye_gate` `(N,)`: see `source_texture`."""
         from selfswap.geometry.mesh import Geometry
         from selfswap.nets.generator import composite
         from selfswap.nets.model import Guidance
@@ -328,7 +333,7 @@ class FaceSwapper:
             )
             texture, visibility = self.source_texture(
                 source, painted, len(faces), expression_parts, None, target_rgb, faces,
-                mirror=mirror,
+                mirror=mirror, eye_gate=eye_gate,
             )  # fmt: skip
             extra = {"texture": tensor(texture), "visibility": tensor(visibility)}
         with torch.no_grad():
@@ -370,18 +375,20 @@ class FaceSwapper:
         expression_parts: str = EXPRESSION_PARTS,
         frame: np.ndarray | None = None,
         mirror: float = MIRROR,
+        eye_gate: np.ndarray | None = None,
     ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
         """The generated crops at the size each face is shown, with the source's fine detail
         (`selfswap.swap.detail`): `(crops (S, S, 3) uint8, masks (S, S), matrices)` per face;
         faces not much larger than the crop keep theirs. Over `expression_parts` of the face
         the detail comes from the target `frame` the faces are in (none without it), and what
-        the source photo did not see from its mirror image by `mirror` (see
-        `source_texture`)."""
+        the source photo did not see from its mirror image by `mirror`; `eye_gate`
+        `(N,)`: see `source_texture`."""
         from selfswap.geometry.mesh import Geometry
         from selfswap.swap import detail
 
         out = ([], [], [])
-        for face, crop, mask, matrix in zip(faces, crops, masks, matrices):
+        references = [None] * len(faces) if eye_gate is None else list(eye_gate)
+        for face, crop, mask, matrix, reference in zip(faces, crops, masks, matrices, references):
             side = detail.output_side(matrix, self.size)
             if side == self.size or strength <= 0 or source.texture_photo is None:
                 for items, item in zip(out, (crop, mask, matrix)):
@@ -403,6 +410,7 @@ class FaceSwapper:
                 [face],
                 detail.INTERPOLATION,
                 mirror,
+                None if reference is None else np.array([reference]),
             )
             sharp = detail.add_detail(
                 detail.upsample(crop, side),
@@ -447,22 +455,27 @@ class FaceSwapper:
         seam: float = SEAM,
         expression_parts: str = EXPRESSION_PARTS,
         mirror: float = MIRROR,
+        eye_gate: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """`frame` with `faces` swapped (a new array) and the model's crops: the swap
         (`swap_faces`), the source's detail at the faces' size (`add_detail`, `detail` in
         [0, 1]) and the paste-back (`paste`, `color_match`); the parts of the face in
         `expression_parts` follow the target's expression, not the source photo's pixels;
         what the source photo did not see is filled with its mirror image by `mirror` in
-        [0, 1] (see `source_texture`)."""
+        [0, 1]; `eye_gate` `(N,)`: the gated eyes' strength per face (in a video, how far
+        they depart from the face's own usual opening; see `source_texture`)."""
         from selfswap.swap.occlusion import hold_back
 
-        crops, masks, matrices = self.swap_faces(frame, faces, source, expression_parts, mirror)
+        crops, masks, matrices = self.swap_faces(
+            frame, faces, source, expression_parts, mirror, eye_gate
+        )
         if seam > 0:  # matched to the photo where the face region ends, not around occluders
             crops = self.match_border(frame, crops, masks, matrices, seam)
         masks = hold_back(self, frame, faces, matrices, masks)
         shown = self.add_detail(
-            faces, source, crops, masks, matrices, detail, expression_parts, frame, mirror
-        )
+            faces, source, crops, masks, matrices, detail, expression_parts, frame, mirror,
+            eye_gate,
+        )  # fmt: skip
         return self.paste(frame, *shown, color_match), crops
 
     def match_border(
@@ -647,11 +660,15 @@ def swap_video(
     `selfswap.swap.video.Cancelled`, leaving no file (see `process_video`).
     `expression_parts`, `mirror`: see `FaceSwapper.swap_frame`; `steady` in [0, 1]: how much of the
     previous swapped frame is kept where the footage is still (`selfswap.swap.steady`).
+    With gated eyes in `expression_parts` (`mouth-blinks`) a face's eyes come from the
+    footage as far as they depart from that face's own usual opening over the last two
+    seconds (`BlinkGate`, on the unsmoothed landmarks): its blinks and squints, not its
+    habitual eye shape.
     Returns `ProcessStats`.
     """
     from dataclasses import replace
 
-    from selfswap.swap.smoothing import FaceTracker, scene_cut
+    from selfswap.swap.smoothing import BlinkGate, FaceTracker, scene_cut
     from selfswap.swap.steady import Steadier
     from selfswap.swap.video import check_output, probe, process_video
 
@@ -661,6 +678,7 @@ def swap_video(
     base = swapper.analyzer if isinstance(faces, np.ndarray) else swapper.fast_analyzer
     follower = FaceFollower(base)
     tracker = FaceTracker(freq=float(info.fps))
+    blinks = BlinkGate(float(info.fps))
     steadier = Steadier(steady)
     previous: list[np.ndarray] = []
 
@@ -677,14 +695,18 @@ def swap_video(
             [{"box": f.box, **{k: getattr(f, k) for k in keys}} for f in picked], cut=cut
         )
         out = frame
+        if cut:
+            blinks.reset()
         if picked:
             smooth = [
                 replace(f, **{k: np.asarray(s[k], np.float32) for k in ("box", *keys)})
                 for f, (_, s) in zip(picked, tracks)
             ]
+            # the raw landmarks: a blink lasts a few frames, which the smoothing flattens
+            gate = blinks.update([track for track, _ in tracks], [f.landmarks68 for f in picked])
             out, _ = swapper.swap_frame(
-                frame, smooth, source, color_match, detail, seam, expression_parts, mirror
-            )
+                frame, smooth, source, color_match, detail, seam, expression_parts, mirror, gate,
+            )  # fmt: skip
         out = steadier(frame, out, cut)
         if not watermark:
             return out

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -265,6 +266,37 @@ class FaceTracker:
 
 #: Ratio between the region sizes `RegionDetector` uses.
 _LADDER = 2**0.25
+
+
+class BlinkGate:
+    """How far each tracked face's eyes depart from their usual opening (the median of its
+    last `seconds` of frames, `selfswap.geometry.regions.eye_opening`), as the gated eyes'
+    strength (`regions.departure_strength`): a blink or a squint takes the footage's eyes,
+    a face's habitual eye shape does not (the swap's `eye_gate`)."""
+
+    def __init__(self, fps: float, seconds: float = 2.0) -> None:
+        self.window = max(int(round(fps * seconds)), 1)
+        self._history: dict[int, deque[float]] = {}
+
+    def reset(self) -> None:
+        self._history.clear()
+
+    def usual(self, track: int) -> float:
+        """A track's usual opening (NaN before its first frame)."""
+        history = self._history.get(track)
+        return float(np.median(history)) if history else float("nan")
+
+    def update(self, track_ids: Sequence[int], landmarks68: Sequence[np.ndarray]) -> np.ndarray:
+        """The strengths `(N,)` for these tracks' faces now, this frame counted."""
+        from selfswap.geometry.regions import departure_strength, eye_opening
+
+        openings, usual = [], []
+        for track, marks in zip(track_ids, landmarks68):
+            opening = float(eye_opening(np.asarray(marks)[None])[0])
+            self._history.setdefault(track, deque(maxlen=self.window)).append(opening)
+            openings.append(opening)
+            usual.append(self.usual(track))
+        return departure_strength(np.array(openings), np.array(usual))
 
 
 class RegionDetector:
