@@ -387,8 +387,8 @@ class FaceSwapper:
         from selfswap.swap import detail
 
         out = ([], [], [])
-        references = [None] * len(faces) if eye_gate is None else list(eye_gate)
-        for face, crop, mask, matrix, reference in zip(faces, crops, masks, matrices, references):
+        gates = [None] * len(faces) if eye_gate is None else list(eye_gate)
+        for face, crop, mask, matrix, gate in zip(faces, crops, masks, matrices, gates):
             side = detail.output_side(matrix, self.size)
             if side == self.size or strength <= 0 or source.texture_photo is None:
                 for items, item in zip(out, (crop, mask, matrix)):
@@ -410,7 +410,7 @@ class FaceSwapper:
                 [face],
                 detail.INTERPOLATION,
                 mirror,
-                None if reference is None else np.array([reference]),
+                None if gate is None else np.array([gate]),
             )
             sharp = detail.add_detail(
                 detail.upsample(crop, side),
