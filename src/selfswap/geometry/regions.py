@@ -40,13 +40,15 @@ from selfswap.geometry.mesh import Geometry
 
 #: The outer lips' 68-landmark points: the mouth parts' polygon.
 _LIPS = (tuple(range(48, 60)),)
+#: Each eye's 68-landmark points: the eye parts' polygons.
+_EYES = (tuple(range(36, 42)), tuple(range(42, 48)))
 #: The parts and their 68-landmark polygons (indices into `BFM.keypoints68`).
 POLYGONS: dict[str, tuple[tuple[int, ...], ...]] = {
     "mouth": _LIPS,
     "mouth_ring": _LIPS,
     "wide_mouth": _LIPS,
-    "eyes": (tuple(range(36, 42)), tuple(range(42, 48))),
-    "blinks": (tuple(range(36, 42)), tuple(range(42, 48))),
+    "eyes": _EYES,
+    "blinks": _EYES,
 }
 #: Option values (`SwapConfig.expression_parts`) → parts.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -280,8 +282,7 @@ def departure_strength(opening: np.ndarray, usual: np.ndarray) -> np.ndarray:
 def eye_strength(source_landmarks68: np.ndarray, target_landmarks68: np.ndarray) -> np.ndarray:
     """Per face `(B,)` in [0, 1]: how much of the eyes to take from the target (see
     `EYE_RAMP`), from the source's and the target's 68 landmarks (as `mouth_strength`)."""
-    differ = np.abs(eye_opening(target_landmarks68) - eye_opening(source_landmarks68))
-    return _smoothstep(*EYE_RAMP, differ).astype(np.float32)
+    return departure_strength(eye_opening(target_landmarks68), eye_opening(source_landmarks68))
 
 
 def part_strengths(
