@@ -8,7 +8,9 @@ without the two finishing steps (the pipeline before issue #14 item 3), "express
 none" without the target's mouth (models with the source texture), "no mirror fill"
 without filling what the source photo did not see from its mirror image, "bilinear resampling"
 with the paste and the source detail's render resampled bilinearly instead of with Lanczos
-(the pipeline before that change, docs/decisions.md). Stage rows are medians of --repeat
+(the pipeline before that change, docs/decisions.md), "one thread" without the detail painted
+on a second thread while the generator runs (`FaceSwapper.overlap`, the pipeline before
+it). Stage rows are medians of --repeat
 calls; the end-to-end variants are called in turn (`interleaved`) and show the median, the
 best and the median CPU ms (all threads) per call: on a shared machine the wall times swing
 two- to threefold from minute to minute, the CPU time much less.
@@ -90,6 +92,14 @@ def main() -> None:
         out, _ = swapper.swap_frame(target, found, source, 0.0, detail, seam, parts, mirror)
         embed_watermark(out)
 
+    def serial_end_to_end() -> None:
+        """On one thread (the pipeline before `FaceSwapper.overlap`)."""
+        swapper.overlap = False
+        try:
+            end_to_end()
+        finally:
+            swapper.overlap = True
+
     def bilinear_end_to_end() -> None:
         """The pipeline as it was before Lanczos resampling (docs/decisions.md)."""
         saved = blend.FACE_INTERPOLATION, detail.INTERPOLATION
@@ -125,6 +135,7 @@ def main() -> None:
         "end to end, expression_parts none": lambda: end_to_end(parts="none"),
         "end to end, no mirror fill": lambda: end_to_end(mirror=0.0),
         "end to end, bilinear resampling": bilinear_end_to_end,
+        "end to end, one thread": serial_end_to_end,
         "end to end, one face": end_to_end,
     }
     measured = interleaved(variants, args.repeat)

@@ -3,8 +3,9 @@
     python benchmarks/bench_video.py [--seconds 10] [--hd-seconds 2] [--repeats 30]
         [--model default]
 
-Two clips: 640x480 (both public-domain faces, a tone) and a phone-style 1080x1920 portrait
-clip (the astronaut upscaled, face about 330 px wide, slowly panning and zooming; no audio).
+Three clips: 640x480 (both public-domain faces, a tone), 640x480 with one face (the
+astronaut, face about 200 px wide, slowly panning and zooming; no audio) and a phone-style
+1080x1920 portrait clip (the same motion, face about 330 px wide; no audio).
 Rows for each:
 - decode: `read_frames` of the H.264 clip at 25 fps (upright RGB);
 - passthrough: `process_video` with the identity function (decode, libx264 `veryfast`
@@ -14,7 +15,9 @@ Rows for each:
   baseline for its ratio: passthrough. Targets: at least 5 fps at 640x480 (issue #6); at
   1080x1920 at least 3x the speed before issue #12's changes (about 1 fps on 2 cores);
   the CPU seconds per frame (all threads of the process) are less sensitive to other load;
-  then the same without the mirror fill (`mirror=0`), what that fill costs;
+  then the same on one thread (`FaceSwapper.overlap` off: the pipeline before it) and
+  without the mirror fill (`mirror=0`), what that fill costs; these three run in turn,
+  `--rounds` times (medians);
 - paste R: `paste_back` of one R×R face into the 640x480 frame (feather, warp of the
   bounding region, blend), then with colour matching; `feather` alone.
 Times are medians (and the best) over the repeats after a warm-up; the load average is
@@ -140,9 +143,12 @@ def paste_rows(size: int, repeats: int) -> list[tuple[str, float, float]]:
     ]
 
 
-def video_rows(clip: Path, out: Path, frames: int, swapper) -> list[tuple[str, float, float]]:
+def video_rows(
+    clip: Path, out: Path, frames: int, swapper, rounds: int = 1
+) -> list[tuple[str, float, float]]:
     """(name, wall seconds, CPU seconds of this process) for decode, passthrough and (with a
-    swapper) swap of one clip."""
+    swapper) swap of one clip; the swap variants are run in turn `rounds` times (medians),
+    so that a shared machine's changing load falls on all of them alike."""
 
     def run(fn: Callable[[], object]) -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -160,18 +166,32 @@ def video_rows(clip: Path, out: Path, frames: int, swapper) -> list[tuple[str, f
             *run(lambda: process_video(clip, out, lambda f: f, progress=False, overwrite=True)),
         ),
     ]
-    if swapper is not None:
+    if swapper is None:
+        return rows
+    plain = swapper.using(replace(swapper.config, mirror=0.0))
 
-        def swap() -> None:
-            swapper.swap_video(grace_hopper(), clip, out, overwrite=True, progress=False)
+    def swap(on, overlap: bool = True) -> Callable[[], object]:
+        def call() -> None:
+            on.engine.overlap = overlap
+            try:
+                on.swap_video(grace_hopper(), clip, out, overwrite=True, progress=False)
+            finally:
+                on.engine.overlap = True
 
-        rows.append((f"swap (swap_video, {swapper.name})", *run(swap)))
-        plain = swapper.using(replace(swapper.config, mirror=0.0))
+        return call
 
-        def swap_without_mirror() -> None:
-            plain.swap_video(grace_hopper(), clip, out, overwrite=True, progress=False)
-
-        rows.append(("swap, no mirror fill", *run(swap_without_mirror)))
+    variants = {
+        f"swap (swap_video, {swapper.name})": swap(swapper),
+        "swap, one thread": swap(swapper, overlap=False),
+        "swap, no mirror fill": swap(plain),
+    }
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            times[name].append(run(fn))
+    for name, measured in times.items():
+        wall, cpu = zip(*measured)
+        rows.append((name, statistics.median(wall), statistics.median(cpu)))
     return rows
 
 
@@ -183,6 +203,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--model", help="also time swapping with this model (e.g. default)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1, help="swap variants run in turn")
     args = parser.parse_args()
     import torch
 
@@ -200,13 +221,28 @@ def main() -> None:
         make_clip(clip, args.seconds)
         n = round(args.seconds * FPS)
         sections.append(
-            (f"video {WIDTH}x{HEIGHT}, {n} frames", n, video_rows(clip, out, n, swapper))
+            (
+                f"video {WIDTH}x{HEIGHT}, {n} frames",
+                n,
+                video_rows(clip, out, n, swapper, args.rounds),
+            )
+        )
+        single = Path(tmp) / "single.mp4"
+        make_hd_clip(single, args.seconds, WIDTH, HEIGHT)
+        sections.append(
+            (
+                f"video {WIDTH}x{HEIGHT} one face",
+                n,
+                video_rows(single, out, n, swapper, args.rounds),
+            )
         )
         if args.hd_seconds > 0:
             hd = Path(tmp) / "hd.mp4"
             make_hd_clip(hd, args.hd_seconds)
             n = round(args.hd_seconds * FPS)
-            sections.append((f"video 1080x1920, {n} frames", n, video_rows(hd, out, n, swapper)))
+            sections.append(
+                (f"video 1080x1920, {n} frames", n, video_rows(hd, out, n, swapper, args.rounds))
+            )
     print(f"CPU cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.2f}")
     for title, n, rows in sections:
         print(f"\n{title:<34} {'s':>7} {'fps':>7} {'CPU s/frame':>12}")

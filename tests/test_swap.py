@@ -12,6 +12,7 @@ from conftest import tiny_train_config
 from selfswap.errors import NoFaceError, SelfswapError
 from selfswap.provenance import is_watermarked
 from selfswap.swap.pipeline import FaceSwapper
+from selfswap.swap.video import read_frames
 from selfswap.train.loop import train
 
 
@@ -156,6 +157,36 @@ def test_a_frame_renders_each_mesh_view_once(default_swapper, astronaut, grace_h
     assert all(source._views[k] is v for k, v in kept.items())
     assert len(calls) == 6, calls
     np.testing.assert_array_equal(first, again)
+
+
+def test_a_second_thread_changes_no_pixel(
+    default_swapper, swapper, astronaut, grace_hopper, tmp_path
+):
+    """`FaceSwapper.overlap` paints the detail while the generator runs and, in a video,
+    analyses the next frame while this one is swapped: the frames are those of one thread."""
+    from selfswap.swap.pipeline import swap_video
+    from test_video import pan_frames, write_clip
+
+    source = default_swapper.source_identity([grace_hopper])
+    faces = default_swapper.fast_analyzer.analyze(astronaut)
+    outputs = {}
+    for overlap in (True, False):
+        default_swapper.overlap = overlap
+        outputs[overlap], _ = default_swapper.swap_frame(astronaut, faces, source)
+    default_swapper.overlap = True
+    np.testing.assert_array_equal(outputs[True], outputs[False])
+
+    clip = tmp_path / "in.mp4"
+    write_clip(clip, pan_frames(astronaut, grace_hopper)[:6], seconds=6 / 25)
+    videos = {}
+    for overlap in (True, False):
+        swapper.overlap = overlap
+        swap_video(swapper, [grace_hopper], clip, tmp_path / f"{overlap}.mp4", progress=False)
+        videos[overlap] = list(read_frames(tmp_path / f"{overlap}.mp4"))
+    swapper.overlap = True
+    assert len(videos[True]) == 6
+    for a, b in zip(videos[True], videos[False], strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_exposure_gains_leave_normal_faces_alone(astronaut):

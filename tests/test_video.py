@@ -17,6 +17,7 @@ from selfswap.swap.video import (
     UnknownFormatError,
     VideoReadError,
     VideoWriter,
+    prepared_ahead,
     probe,
     process_video,
     read_frames,
@@ -126,6 +127,63 @@ def test_the_frame_function_is_applied_with_a_progress_bar(clip, tmp_path, capsy
     first_in, first_out = next(read_frames(clip)), next(read_frames(out))
     assert np.abs((255 - first_in).astype(int) - first_out).mean() < 3.0
     assert probe(out).has_audio
+
+
+def test_work_ahead_on_a_second_thread_gives_the_same_video(clip, tmp_path) -> None:
+    """`ahead` runs on the reading thread, a frame or two ahead of `fn`, which gets its
+    result; the video written is the one a single thread writes."""
+    import threading
+
+    threads = set()
+
+    def ahead(frame: np.ndarray) -> int:
+        threads.add(threading.current_thread().name)
+        return int(frame[0, 0, 0])
+
+    plain, overlapped = tmp_path / "plain.mp4", tmp_path / "ahead.mp4"
+    process_video(clip, plain, lambda f: 255 - f, progress=False)
+    seen: list[int] = []
+
+    def fn(frame: np.ndarray, value: int) -> np.ndarray:
+        assert value == frame[0, 0, 0]  # its own frame's result, not a neighbour's
+        seen.append(value)
+        return 255 - frame
+
+    stats = process_video(clip, overlapped, fn, progress=False, ahead=ahead)
+    assert stats.frames == N_FRAMES == len(seen)
+    assert threads == {"selfswap-reader"}
+    for a, b in zip(read_frames(plain), read_frames(overlapped), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_reading_ahead_raises_in_order_and_stops_when_closed() -> None:
+    import threading
+
+    closed = []
+
+    def frames(n: int):
+        try:
+            for i in range(n):
+                yield np.full((2, 2, 3), i, np.uint8), i / 25
+        finally:
+            closed.append(n)
+
+    def prepare(frame: np.ndarray) -> int:
+        if frame[0, 0, 0] == 3:
+            raise ValueError("frame 3")
+        return int(frame[0, 0, 0]) * 10
+
+    got = []
+    with pytest.raises(ValueError, match="frame 3"):
+        for image, t, value in prepared_ahead(frames(10), prepare):
+            got.append((int(image[0, 0, 0]), t, value))
+    assert got == [(i, i / 25, 10 * i) for i in range(3)]  # the frames before, in order
+    assert closed == [10]
+    ahead = prepared_ahead(frames(1000), lambda f: 0)
+    next(ahead)
+    ahead.close()  # a caller that stops early: the reading thread ends and the input closes
+    assert closed == [10, 1000]
+    assert not [t for t in threading.enumerate() if t.name == "selfswap-reader"]
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -145,6 +146,11 @@ class FaceSwapper:
     and background stay untouched; "mask": everything the generator repainted (the whole
     shape-agnostic swap mask).
     """
+
+    #: Whether a frame's work is spread over a second thread: `swap_frame` paints the detail
+    #: textures while the generator runs, `swap_video` analyses the next frame while this one
+    #: is swapped. The outputs are the same either way (False: one thread, for measuring).
+    overlap: bool = True
 
     def __init__(
         self, model: torch.nn.Module, config, device: str = "cpu", paste: str = "face"
@@ -306,7 +312,7 @@ class FaceSwapper:
         from selfswap.nets.model import Guidance
 
         r = self.size
-        matrices = np.stack([align.alignment_matrix(f.landmarks68, r) for f in faces])
+        matrices = self.alignments(faces)
         crops = np.stack([align.warp_to_crop(target_rgb, m, r) for m in matrices])
         cameras = np.stack([align.camera_to_crop(f.camera, m) for f, m in zip(faces, matrices)])
         geometry = Geometry(
@@ -353,6 +359,16 @@ class FaceSwapper:
         generated = (out.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
         return generated, self._paste_mask(swap), matrices
 
+    def alignments(self, faces: list[Face]) -> np.ndarray:
+        """Frame → R crop matrices `(N, 2, 3)` of `faces`."""
+        return np.stack([align.alignment_matrix(f.landmarks68, self.size) for f in faces])
+
+    @cached_property
+    def _painter(self) -> ThreadPoolExecutor:
+        """The thread `swap_frame` paints the detail textures on (renderers are used by one
+        thread at a time; this one is the only thread that paints in `swap_frame`)."""
+        return ThreadPoolExecutor(1, thread_name_prefix="selfswap-painter")
+
     def renderer(self, side: int):
         """A renderer of crops of this side (the mask builder's for R; cached)."""
         if side == self.size:
@@ -364,35 +380,31 @@ class FaceSwapper:
             cache[side] = Renderer(side)
         return cache[side]
 
-    def add_detail(
+    def detail_textures(
         self,
         faces: list[Face],
         source: SourceIdentity,
-        crops: np.ndarray,
-        masks: np.ndarray,
         matrices: np.ndarray,
         strength: float = 1.0,
         expression_parts: str = EXPRESSION_PARTS,
         frame: np.ndarray | None = None,
         mirror: float = MIRROR,
         eye_gate: np.ndarray | None = None,
-    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-        """The generated crops at the size each face is shown, with the source's fine detail
-        (`selfswap.swap.detail`): `(crops (S, S, 3) uint8, masks (S, S), matrices)` per face;
-        faces not much larger than the crop keep theirs. Over `expression_parts` of the face
-        the detail comes from the target `frame` the faces are in (none without it), and what
-        the source photo did not see from its mirror image by `mirror`; `eye_gate`
-        `(N,)`: see `source_texture`."""
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+        """The source painted on each face's swap geometry at the size the face is shown
+        (`add_detail`'s arguments; `matrices` frame → R crop): `(texture (S, S, 3),
+        visibility (S, S), frame → S crop matrix)` per face, None where the face keeps its
+        R crop. It needs no generated pixels, so `swap_frame` paints it while the generator
+        runs."""
         from selfswap.geometry.mesh import Geometry
         from selfswap.swap import detail
 
-        out = ([], [], [])
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
         gates = [None] * len(faces) if eye_gate is None else list(eye_gate)
-        for face, crop, mask, matrix, gate in zip(faces, crops, masks, matrices, gates):
+        for face, matrix, gate in zip(faces, matrices, gates):
             side = detail.output_side(matrix, self.size)
             if side == self.size or strength <= 0 or source.texture_photo is None:
-                for items, item in zip(out, (crop, mask, matrix)):
-                    items.append(item)
+                out.append(None)
                 continue
             hi = detail.scaled_matrix(matrix, self.size, side)
             painted = Geometry(
@@ -412,12 +424,46 @@ class FaceSwapper:
                 mirror,
                 None if gate is None else np.array([gate]),
             )
+            out.append((texture[0].transpose(1, 2, 0), visibility[0, 0], hi))
+        return out
+
+    def add_detail(
+        self,
+        faces: list[Face],
+        source: SourceIdentity,
+        crops: np.ndarray,
+        masks: np.ndarray,
+        matrices: np.ndarray,
+        strength: float = 1.0,
+        expression_parts: str = EXPRESSION_PARTS,
+        frame: np.ndarray | None = None,
+        mirror: float = MIRROR,
+        eye_gate: np.ndarray | None = None,
+        textures: list | None = None,
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """The generated crops at the size each face is shown, with the source's fine detail
+        (`selfswap.swap.detail`): `(crops (S, S, 3) uint8, masks (S, S), matrices)` per face;
+        faces not much larger than the crop keep theirs. Over `expression_parts` of the face
+        the detail comes from the target `frame` the faces are in (none without it), and what
+        the source photo did not see from its mirror image by `mirror`; `eye_gate`
+        `(N,)`: see `source_texture`. `textures`: `detail_textures` of these arguments,
+        when already painted."""
+        from selfswap.swap import detail
+
+        if textures is None:
+            textures = self.detail_textures(
+                faces, source, matrices, strength, expression_parts, frame, mirror, eye_gate
+            )
+        out = ([], [], [])
+        for crop, mask, matrix, painted in zip(crops, masks, matrices, textures):
+            if painted is None:
+                for items, item in zip(out, (crop, mask, matrix)):
+                    items.append(item)
+                continue
+            texture, visibility, hi = painted
+            side = len(texture)
             sharp = detail.add_detail(
-                detail.upsample(crop, side),
-                texture[0].transpose(1, 2, 0),
-                visibility[0, 0],
-                self.size,
-                strength=strength,
+                detail.upsample(crop, side), texture, visibility, self.size, strength=strength
             )
             out[0].append((sharp + 0.5).astype(np.uint8))
             out[1].append(detail.upsample(mask, side)[..., 0].clip(0, 1))
@@ -466,15 +512,24 @@ class FaceSwapper:
         they depart from the face's own usual opening; see `source_texture`)."""
         from selfswap.swap.occlusion import hold_back
 
-        crops, masks, matrices = self.swap_faces(
-            frame, faces, source, expression_parts, mirror, eye_gate
-        )
-        if seam > 0:  # matched to the photo where the face region ends, not around occluders
-            crops = self.match_border(frame, crops, masks, matrices, seam)
-        masks = hold_back(self, frame, faces, matrices, masks)
+        textures = None
+        if self.overlap:  # the detail painted on the painter thread while the generator runs
+            textures = self._painter.submit(
+                self.detail_textures, faces, source, self.alignments(faces), detail,
+                expression_parts, frame, mirror, eye_gate,
+            )  # fmt: skip
+        try:
+            crops, masks, matrices = self.swap_faces(
+                frame, faces, source, expression_parts, mirror, eye_gate
+            )
+            if seam > 0:  # matched to the photo where the face region ends, not around occluders
+                crops = self.match_border(frame, crops, masks, matrices, seam)
+            masks = hold_back(self, frame, faces, matrices, masks)
+        finally:  # its errors too; and never left painting
+            painted = None if textures is None else textures.result()
         shown = self.add_detail(
             faces, source, crops, masks, matrices, detail, expression_parts, frame, mirror,
-            eye_gate,
+            eye_gate, painted,
         )  # fmt: skip
         return self.paste(frame, *shown, color_match), crops
 
@@ -682,7 +737,9 @@ def swap_video(
     steadier = Steadier(steady)
     previous: list[np.ndarray] = []
 
-    def swap_frame(frame: np.ndarray) -> np.ndarray:
+    def analyse(frame: np.ndarray) -> tuple[bool, list[Face], np.ndarray | None]:
+        """The frame's chosen faces, smoothed, and their eye gates; on the reading thread
+        (the analysis and tracking state is used there alone), a frame ahead of the swap."""
         cut = bool(previous) and scene_cut(previous[0], frame)
         previous[:] = [frame]
         found = follower.analyze(frame, cut)
@@ -694,16 +751,22 @@ def swap_video(
         tracks = tracker.update(
             [{"box": f.box, **{k: getattr(f, k) for k in keys}} for f in picked], cut=cut
         )
-        out = frame
         if cut:
             blinks.reset()
-        if picked:
-            smooth = [
-                replace(f, **{k: np.asarray(s[k], np.float32) for k in ("box", *keys)})
-                for f, (_, s) in zip(picked, tracks)
-            ]
-            # the raw landmarks: a blink lasts a few frames, which the smoothing flattens
-            gate = blinks.update([track for track, _ in tracks], [f.landmarks68 for f in picked])
+        if not picked:
+            return cut, [], None
+        smooth = [
+            replace(f, **{k: np.asarray(s[k], np.float32) for k in ("box", *keys)})
+            for f, (_, s) in zip(picked, tracks)
+        ]
+        # the raw landmarks: a blink lasts a few frames, which the smoothing flattens
+        gate = blinks.update([track for track, _ in tracks], [f.landmarks68 for f in picked])
+        return cut, smooth, gate
+
+    def swap_frame(frame: np.ndarray, analysed) -> np.ndarray:
+        cut, smooth, gate = analysed
+        out = frame
+        if smooth:
             out, _ = swapper.swap_frame(
                 frame, smooth, source, color_match, detail, seam, expression_parts, mirror, gate,
             )  # fmt: skip
@@ -712,8 +775,12 @@ def swap_video(
             return out
         return embed_watermark(out, inplace=out is not frame)  # the frame is kept for cuts
 
+    if swapper.overlap:
+        work = {"fn": swap_frame, "ahead": analyse}
+    else:
+        work = {"fn": lambda frame: swap_frame(frame, analyse(frame))}
     stats = process_video(
-        in_path, out_path, swap_frame, progress=progress, overwrite=overwrite,
-        on_progress=on_progress, cancel=cancel,
+        in_path, out_path, progress=progress, overwrite=overwrite, on_progress=on_progress,
+        cancel=cancel, **work,
     )  # fmt: skip
     return replace(stats, notes=tuple(source.notes))

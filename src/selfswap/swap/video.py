@@ -200,6 +200,51 @@ def frames_with_time(path: str | os.PathLike) -> Iterator[tuple[np.ndarray, floa
         container.close()
 
 
+def prepared_ahead(
+    frames: Iterator[tuple[np.ndarray, float | None]],
+    prepare: Callable[[np.ndarray], object],
+    depth: int = 2,
+) -> Iterator[tuple[np.ndarray, float | None, object]]:
+    """`frames` (image, time) with `prepare(image)` of each, read and prepared on a second
+    thread up to `depth` frames ahead of the caller, in order; an error there is raised here
+    at its frame. Closing the returned iterator stops that thread (after the frame it is on)
+    and closes `frames`."""
+    import queue
+
+    end = object()
+    ready: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: object) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                ready.put(item, timeout=0.1)
+                return
+
+    def work() -> None:
+        try:
+            for image, t in frames:
+                if stop.is_set():
+                    return
+                put((image, t, prepare(image)))
+            put(end)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            put(e)
+        finally:
+            frames.close()
+
+    worker = threading.Thread(target=work, name="selfswap-reader", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def read_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
     """Yield the frames of a video as upright RGB uint8 arrays `(H, W, 3)`."""
     for image, _ in frames_with_time(path):
@@ -475,10 +520,14 @@ def process_video(
     audio: str = "copy",
     on_progress: Callable[[int, int | None, float], None] | None = None,
     cancel: threading.Event | None = None,
+    ahead: Callable[[np.ndarray], object] | None = None,
 ) -> ProcessStats:
     """Apply `fn` (upright RGB uint8 frame `(H, W, 3)` → frame of the same shape) to every
     frame of `in_path` and write the result to `out_path` as H.264 with the source's frame
     timing and audio. Shows a progress bar (fps and ETA) on stderr when `progress`.
+    With `ahead`, frames are decoded and `ahead(frame)` run on a second thread while `fn`
+    works on an earlier frame, and `fn` is called as `fn(frame, ahead(frame))`
+    (`prepared_ahead`): the two halves of a frame's work overlap on two cores.
 
     `on_progress(done, total, fps)` is called after each frame (`total` None when the
     container does not say; `fps` counted from the first frame). `cancel`, checked before
@@ -505,12 +554,16 @@ def process_video(
         leave=True,
     )
     writer: VideoWriter | None = None
-    frames = frames_with_time(in_path)
+    decoded = frames_with_time(in_path)
+    if ahead is None:
+        frames = ((image, t, None) for image, t in decoded)
+    else:
+        frames = prepared_ahead(decoded, ahead)
     try:
         t0: float | None = None
-        for image, t in frames:
+        for image, t, prepared in frames:
             _check(cancel)
-            result = fn(image)
+            result = fn(image) if ahead is None else fn(image, prepared)
             if writer is None:
                 h, w = result.shape[:2]
                 writer = VideoWriter(
@@ -539,7 +592,8 @@ def process_video(
             writer._discard()
         raise
     finally:
-        frames.close()  # the input file, now rather than when the generator is collected
+        frames.close()  # stops the thread reading ahead
+        decoded.close()  # the input file, now rather than when the generator is collected
         bar.close()
     return ProcessStats(writer.frames, time.perf_counter() - start)
 
