@@ -151,11 +151,12 @@ def test_a_closed_target_mouth_under_an_open_source_comes_from_the_target(
     assert np.abs(eyes[0] - plain[0])[..., weights > 0.5].mean() > 0.05
 
 
-def test_the_eyes_follow_the_target_as_far_as_their_opening_differs(
+def test_shut_eyes_come_from_the_target_and_a_habit_stays_the_sources(
     engine, astronaut, grace_hopper, collins, hopper
 ):
-    """`mouth-blinks`: the astronaut's eyes are wider open than Grace Hopper's, so onto the
-    astronaut the eyes come partly from her; a blink fully; Hopper onto herself keeps hers."""
+    """`mouth-blinks` on a photo: a target's closed eyes come from the target; the
+    astronaut's, wider open than Grace Hopper's, stay Hopper's (a habit is part of the
+    likeness, not a blink); given a gate (a video's) they come from the astronaut."""
     wide, open_ = collins[0].landmarks68, hopper[0].landmarks68
     opening = regions.eye_opening(np.stack([wide, open_]))
     assert 0.3 < opening[0] < 0.4 and 0.2 < opening[1] < 0.3  # measured 0.352 and 0.260
@@ -168,29 +169,42 @@ def test_the_eyes_follow_the_target_as_far_as_their_opening_differs(
     assert regions.eye_opening(closed[None])[0] < 0.05
     assert regions.eye_strength(open_[None], closed[None])[0] == pytest.approx(1.0)
     assert regions.eye_strength(open_[None], open_[None])[0] == 0.0
-    assert 0.3 < regions.eye_strength(open_[None], wide[None])[0] < 0.9  # 0.65
+    assert regions.eye_strength(open_[None], wide[None])[0] == 0.0  # 0.65 apart, but open
+    assert regions.eye_strength(wide[None], open_[None])[0] == 0.0  # 0.09 apart, but open
+    half = open_.copy()  # lids 70 % of the way shut: 0.08 apart, nearly closed
+    for eye in (list(range(36, 42)), list(range(42, 48))):
+        middle = open_[eye, 1].mean()
+        half[eye, 1] = middle + 0.7 * (open_[eye, 1] - middle)
+    assert 0.15 < regions.eye_opening(half[None])[0] < 0.2
+    assert 0.0 < regions.eye_strength(wide[None], half[None])[0] < 1.0
     strengths = regions.part_strengths(regions.parts_of("mouth-blinks"), open_[None], closed[None])
     assert strengths["blinks"][0] == pytest.approx(1.0) and strengths["mouth"][0] == 0.0
     # strengths given (a video's `BlinkGate`) replace the gate by the source's; NaN keeps it
     parts = regions.parts_of("mouth-blinks")
     given = regions.part_strengths(parts, open_[None], np.stack([wide, closed, wide]),
                                    np.array([0.0, 0.5, np.nan]))  # fmt: skip
-    assert given["blinks"] == pytest.approx([0.0, 0.5, 0.65], abs=0.05)
+    assert given["blinks"] == pytest.approx([0.0, 0.5, 0.0], abs=1e-6)
     assert (
         given["mouth"].tolist()
         == regions.mouth_strength(open_[None], np.stack([wide, closed, wide])).tolist()
     )
     assert regions.departure_strength(np.array([0.3, 0.25, 0.1]), np.array([0.3, 0.3, 0.3])
                                       ).tolist() == [0.0, 0.0, 1.0]  # fmt: skip
-    # in the swap's texture: onto the astronaut the eyes change, and only they
+    # in the swap's texture: onto the astronaut nothing changes on a photo; with a video's
+    # gate the eyes change, and only they
     face, matrix, _, _ = collins
     source = engine.source_identity([grace_hopper])
     geometry = _swap_geometry(source, face, matrix)
     mouth = engine.source_texture(source, geometry, 1, "mouth", None, astronaut, [face])
     both = engine.source_texture(source, geometry, 1, "mouth-blinks", None, astronaut, [face])
+    for a, b in zip(mouth, both):
+        np.testing.assert_array_equal(a, b)
+    gated = engine.source_texture(
+        source, geometry, 1, "mouth-blinks", None, astronaut, [face], eye_gate=np.array([1.0])
+    )
     weights = regions.region_weights(engine.masks.renderer, geometry, ("blinks",))[0, 0]
-    np.testing.assert_allclose(both[0][..., weights == 0], mouth[0][..., weights == 0], atol=1e-6)
-    assert np.abs(both[0] - mouth[0])[..., weights > 0.5].mean() > 0.03
+    np.testing.assert_allclose(gated[0][..., weights == 0], mouth[0][..., weights == 0], atol=1e-6)
+    assert np.abs(gated[0] - mouth[0])[..., weights > 0.5].mean() > 0.03
     # Hopper onto herself: the eyes are as open as the target's, nothing changes
     face, matrix = hopper
     geometry = _swap_geometry(source, face, matrix)
@@ -297,7 +311,7 @@ def test_expression_parts_is_a_swap_option(tmp_path):
     from selfswap.swap.options import SwapConfig
     from selfswap.swap.pipeline import EXPRESSION_PARTS
 
-    assert SwapConfig().expression_parts == EXPRESSION_PARTS == "mouth"
+    assert SwapConfig().expression_parts == EXPRESSION_PARTS == "mouth-blinks"
     base = ["swap", "-s", "a.png", "-t", "b.png", "-o", "c.png"]
     parser = build_parser()
     config = _swap_config(parser.parse_args([*base, "--expression-parts", "both"]))

@@ -255,8 +255,8 @@ def mouth_strength(source_landmarks68: np.ndarray, target_landmarks68: np.ndarra
 #: the six dev clips the swap's eyes then follow the footage's with a correlation of 0.62
 #: (0.13 without; 0.48 with 0.10–0.20) for SFace to the source 0.335 → 0.293: the eyes
 #: carry much of the likeness. In a video the same ramp applies to each face's departure
-#: from its own usual opening (`departure_strength`): 0.36 for SFace 0.331
-#: (docs/decisions.md).
+#: from its own usual opening (`departure_strength`): 0.36 for SFace 0.331; on a photo it
+#: is gated by `CLOSED_RAMP` too (docs/decisions.md).
 EYE_RAMP = (0.05, 0.12)
 
 
@@ -279,10 +279,23 @@ def departure_strength(opening: np.ndarray, usual: np.ndarray) -> np.ndarray:
     return _smoothstep(*EYE_RAMP, differ).astype(np.float32)
 
 
+#: A photo has no usual opening to depart from, and its eyes differ from the source's in
+#: most pairs (narrower or wider eyes are part of the likeness), so on a photo the gated eyes
+#: come from the target only where its eyes are (nearly) closed: fully below
+#: `CLOSED_RAMP[0]`, not at all above `CLOSED_RAMP[1]` (and as far as the two differ,
+#: `EYE_RAMP`). A blink, a laugh's shut eyes, not a habit.
+CLOSED_RAMP = (0.15, 0.20)
+
+
 def eye_strength(source_landmarks68: np.ndarray, target_landmarks68: np.ndarray) -> np.ndarray:
-    """Per face `(B,)` in [0, 1]: how much of the eyes to take from the target (see
-    `EYE_RAMP`), from the source's and the target's 68 landmarks (as `mouth_strength`)."""
-    return departure_strength(eye_opening(target_landmarks68), eye_opening(source_landmarks68))
+    """Per face `(B,)` in [0, 1]: how much of the eyes to take from the target, from the
+    source's and the target's 68 landmarks (as `mouth_strength`): as far as the target's are
+    closed (`CLOSED_RAMP`) and differ from the source's (`EYE_RAMP`)."""
+    opening = eye_opening(target_landmarks68)
+    closed = 1.0 - _smoothstep(*CLOSED_RAMP, opening)
+    return (departure_strength(opening, eye_opening(source_landmarks68)) * closed).astype(
+        np.float32
+    )
 
 
 def part_strengths(

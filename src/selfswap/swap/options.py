@@ -24,11 +24,11 @@ DETAIL_HELP = (
 SEAM_HELP = "bring the new face's colours to the photo's at its edge (0 = off, 1 = full)"
 EXPRESSION_HELP = (
     "parts of the new face whose pixels (texture, detail) come from the target photo, so they "
-    "keep its expression: mouth (as far as the two mouths differ in opening; half of the "
-    "lips' surroundings too), wide-mouth (all of the surroundings: more of the expression, "
-    "less of the likeness), eyes, both, mouth-blinks (the mouth, and the eyes when they blink "
-    "or squint: in a video as far as they leave the face's usual opening; in a photo as far "
-    "as they differ from the source's, which costs more likeness), none"
+    "keep its expression: mouth-blinks (the mouth as far as the two mouths differ in "
+    "opening, with half of the lips' surroundings, and the eyes when they blink or squint: "
+    "in a video as far as they leave the face's usual opening, in a photo when they are "
+    "nearly closed), mouth (the same without the eyes), wide-mouth (all of the mouth's "
+    "surroundings: more of the expression, less of the likeness), eyes, both, none"
 )
 MIRROR_HELP = (
     "fill the parts of the face the source photo did not see (the far side of a turned head) "
@@ -106,7 +106,7 @@ class SwapConfig:
         metadata=_meta("--steady", "Steady video", STEADY_HELP, range=(0.0, 1.0)),
     )
     expression_parts: str = field(
-        default="mouth",
+        default="mouth-blinks",
         metadata=_meta(
             "--expression-parts", "Target's expression", EXPRESSION_HELP,
             choices=EXPRESSION_CHOICES,

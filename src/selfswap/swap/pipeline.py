@@ -121,9 +121,9 @@ DETAIL = 1.0
 #: (`FaceSwapper.match_border`, `selfswap.swap.seam`).
 SEAM = 1.0
 #: Parts of the face whose texture comes from the target photo, not the source's, so that they
-#: keep the target's expression (`selfswap.geometry.regions`; "none", "mouth", "eyes", "both";
-#: `FaceSwapper.source_texture`, `add_detail`).
-EXPRESSION_PARTS = "mouth"
+#: keep the target's expression (`selfswap.geometry.regions.CHOICES`: the mouth and, when
+#: they blink or are shut, the eyes; `FaceSwapper.source_texture`, `add_detail`).
+EXPRESSION_PARTS = "mouth-blinks"
 #: How far the parts of the face the source photo did not see (the far side of a turned
 #: head, behind the nose) are filled with their mirror image across the face
 #: (`selfswap.geometry.texture`, `mirror`; 0 = left to the generator).
