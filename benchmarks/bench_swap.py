@@ -10,10 +10,10 @@ without filling what the source photo did not see from its mirror image, "biline
 with the paste and the source detail's render resampled bilinearly instead of with Lanczos
 (the pipeline before that change, docs/decisions.md), "one thread" without the detail painted
 on a second thread while the generator runs (`FaceSwapper.overlap`, the pipeline before
-it). Stage rows are medians of --repeat
-calls; the end-to-end variants are called in turn (`interleaved`) and show the median, the
-best and the median CPU ms (all threads) per call: on a shared machine the wall times swing
-two- to threefold from minute to minute, the CPU time much less.
+it). Stage rows are medians of --repeat calls; the end-to-end variants are called in turn
+(`interleaved`) and show the median, the best and the median CPU ms (all threads) per call:
+on a shared machine the wall times swing two- to threefold from minute to minute, the CPU
+time much less.
 Targets (issue #6, 2-core CPU): generator ≤ 60 ms per face at 128 (batch of 8), end to end
 ≤ 150 ms per 640x480 photo with one face.
 """

@@ -24,6 +24,18 @@ def sharp_and_soft(astronaut, analyzer):
     return sharp, soft
 
 
+def test_large_sides_paint_with_the_20k_mesh_not_the_full_bfm():
+    """Above 320 px the renderer's own choice is the full 76k-triangle BFM; the detail paints
+    with 20k triangles there (the same quality, measured), and as before below."""
+    from selfswap.geometry.render import Renderer
+
+    assert [detail.mesh_detail(s) for s in (128, 160, 288, 320)] == ["auto"] * 4
+    assert {detail.mesh_detail(s) for s in (352, 416, 512)} == {detail.MESH_TRIANGLES}
+    full = Renderer(512, detail="full").n_vertices  # no GL context until it draws
+    at_512, at_256 = Renderer(512, detail=detail.mesh_detail(512)), Renderer(256)
+    assert at_512.n_vertices == at_256.n_vertices < full / 3
+
+
 def test_output_side_follows_the_face_size():
     matrix = np.array([[0.5, 0.0, 3.0], [0.0, 0.5, 7.0]])  # frame → crop: the face is 2x
     assert detail.output_side(matrix, 128) == 256

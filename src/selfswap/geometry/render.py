@@ -571,12 +571,18 @@ class Renderer:
         return self.render(geometry.vertices(self.bfm), **kwargs)
 
 
+def auto_triangles(size: int) -> int | None:
+    """The simplified mesh's triangle count `detail="auto"` draws at size R (None: the full
+    BFM)."""
+    return 10000 if size <= 160 else 20000 if size <= 320 else None
+
+
 def _level(detail: int | str, size: int) -> int | None:
     """The `simplify.LEVELS` entry (None: full mesh) for a `detail` setting and size R."""
     if detail == "full":
         return None
     if detail == "auto":
-        return 10000 if size <= 160 else 20000 if size <= 320 else None
+        return auto_triangles(size)
     if isinstance(detail, int) and detail in simplify.LEVELS:
         return detail
     raise ValueError(f"detail must be 'auto', 'full' or one of {simplify.LEVELS}, got {detail!r}")

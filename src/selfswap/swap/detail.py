@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from selfswap.face.align import matrix_scale
+from selfswap.geometry.render import auto_triangles
 
 #: The largest side of the output-resolution crop (a 512 crop holds a face of ~256 px at
 #: the canonical scale; larger faces get the 512 crop's detail upsampled).
@@ -37,6 +38,21 @@ MAX_SIDE = 512
 INTERPOLATION = cv2.INTER_LANCZOS4
 #: Sides are multiples of this (renderers are cached per side).
 SIDE_STEP = 32
+#: The most triangles the detail is painted with: the 20k-triangle mesh above 320 px too (a
+#: triangle spans a few pixels even at 512, and the photo coordinates it interpolates vary
+#: smoothly across it), not the full 76k-triangle BFM the renderer would draw there. On the
+#: first 80 wild pairs (20k at every side) SFace to the source −0.000 [−0.001, +0.001],
+#: sharpness and seam unchanged; a 1080-px photo's swap 149 → 129 ms (docs/decisions.md).
+MESH_TRIANGLES = 20000
+
+
+def mesh_detail(side: int) -> int | str:
+    """The renderer `detail` to paint at `side` with (`selfswap.geometry.render.Renderer`):
+    its own choice, at most `MESH_TRIANGLES`."""
+    triangles = auto_triangles(side)
+    return "auto" if triangles is not None and triangles <= MESH_TRIANGLES else MESH_TRIANGLES
+
+
 #: Below this magnification (output side / R) the crop is used as it is.
 MIN_MAGNIFICATION = 1.25
 #: Detail ratio limits (a speck in the source photo does not become a hole).

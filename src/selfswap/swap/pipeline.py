@@ -370,14 +370,16 @@ class FaceSwapper:
         return ThreadPoolExecutor(1, thread_name_prefix="selfswap-painter")
 
     def renderer(self, side: int):
-        """A renderer of crops of this side (the mask builder's for R; cached)."""
+        """A renderer of crops of this side (the mask builder's for R; cached), drawing at
+        most `selfswap.swap.detail.MESH_TRIANGLES` at other sides."""
         if side == self.size:
             return self.masks.renderer
         from selfswap.geometry.render import Renderer
+        from selfswap.swap.detail import mesh_detail
 
         cache = self.__dict__.setdefault("_renderers", {})
         if side not in cache:
-            cache[side] = Renderer(side)
+            cache[side] = Renderer(side, detail=mesh_detail(side))
         return cache[side]
 
     def detail_textures(
