@@ -147,9 +147,10 @@ class FaceSwapper:
     shape-agnostic swap mask).
     """
 
-    #: Whether a frame's work is spread over a second thread: `swap_frame` paints the detail
-    #: textures while the generator runs, `swap_video` analyses the next frame while this one
-    #: is swapped. The outputs are the same either way (False: one thread, for measuring).
+    #: Whether a frame's work is spread over other threads: `swap_frame` paints the detail
+    #: textures and factorises the seam's problem while the generator runs, `swap_video`
+    #: analyses the next frame while this one is swapped. The outputs are the same either way
+    #: (False: one thread, for measuring).
     overlap: bool = True
 
     def __init__(
@@ -302,11 +303,14 @@ class FaceSwapper:
         expression_parts: str = EXPRESSION_PARTS,
         mirror: float = MIRROR,
         eye_gate: np.ndarray | None = None,
+        on_masks: Callable[[np.ndarray], object] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For target faces: generated crops `(N, R, R, 3)` uint8, paste-back masks `(N, R, R)`
         (see `paste`) and alignment matrices `(N, 2, 3)` (image → crop). Models that take the
         source texture get the target's pixels over `expression_parts` and what the source
-        photo did not see filled by `mirror`; `eye_gate` `(N,)`: see `source_texture`."""
+        photo did not see filled by `mirror`; `eye_gate` `(N,)`: see `source_texture`.
+        `on_masks(masks)` is called with the paste-back masks as soon as they are made,
+        before the generator runs."""
         from selfswap.geometry.mesh import Geometry
         from selfswap.nets.generator import composite
         from selfswap.nets.model import Guidance
@@ -321,6 +325,9 @@ class FaceSwapper:
             cameras,
         )
         swap = self.masks.swap(geometry, source.shape.astype(np.float32))
+        paste_masks = self._paste_mask(swap)
+        if on_masks is not None:
+            on_masks(paste_masks)
 
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.device)
@@ -357,11 +364,16 @@ class FaceSwapper:
                 )
             out = composite(raw / gain, image, mask)
         generated = (out.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
-        return generated, self._paste_mask(swap), matrices
+        return generated, paste_masks, matrices
 
     def alignments(self, faces: list[Face]) -> np.ndarray:
         """Frame → R crop matrices `(N, 2, 3)` of `faces`."""
         return np.stack([align.alignment_matrix(f.landmarks68, self.size) for f in faces])
+
+    @cached_property
+    def _solver(self) -> ThreadPoolExecutor:
+        """The thread `swap_frame` factorises the seam's problems on (no GL)."""
+        return ThreadPoolExecutor(1, thread_name_prefix="selfswap-solver")
 
     @cached_property
     def _painter(self) -> ThreadPoolExecutor:
@@ -513,19 +525,27 @@ class FaceSwapper:
         [0, 1]; `eye_gate` `(N,)`: the gated eyes' strength per face (in a video, how far
         they depart from the face's own usual opening; see `source_texture`)."""
         from selfswap.swap.occlusion import hold_back
+        from selfswap.swap.seam import Membrane
 
-        textures = None
+        textures = problems = None
         if self.overlap:  # the detail painted on the painter thread while the generator runs
             textures = self._painter.submit(
                 self.detail_textures, faces, source, self.alignments(faces), detail,
                 expression_parts, frame, mirror, eye_gate,
             )  # fmt: skip
+
+        def factorise(masks: np.ndarray) -> None:  # the seam's problems, on the solver thread
+            nonlocal problems
+            problems = self._solver.submit(lambda: [Membrane.of_mask(m) for m in masks])
+
         try:
             crops, masks, matrices = self.swap_faces(
-                frame, faces, source, expression_parts, mirror, eye_gate
-            )
+                frame, faces, source, expression_parts, mirror, eye_gate,
+                factorise if self.overlap and seam > 0 else None,
+            )  # fmt: skip
             if seam > 0:  # matched to the photo where the face region ends, not around occluders
-                crops = self.match_border(frame, crops, masks, matrices, seam)
+                made = None if problems is None else problems.result()
+                crops = self.match_border(frame, crops, masks, matrices, seam, made)
             masks = hold_back(self, frame, faces, matrices, masks)
         finally:  # its errors too; and never left painting
             painted = None if textures is None else textures.result()
@@ -542,14 +562,20 @@ class FaceSwapper:
         masks: np.ndarray,
         matrices: np.ndarray,
         strength: float = 1.0,
+        problems: list | None = None,
     ) -> np.ndarray:
         """The generated crops with their colours brought to the frame's where the paste
-        fades out (`selfswap.swap.seam`; `strength` in [0, 1])."""
+        fades out (`selfswap.swap.seam`; `strength` in [0, 1]; `problems`: each mask's
+        factorised `seam.Membrane`, when already made)."""
         from selfswap.swap.seam import match_border
 
         references = [align.warp_to_crop(frame, m, self.size) for m in matrices]
+        problems = problems or [None] * len(crops)
         return np.stack(
-            [match_border(c, r, m, strength) for c, r, m in zip(crops, references, masks)]
+            [
+                match_border(c, r, m, strength, p)
+                for c, r, m, p in zip(crops, references, masks, problems)
+            ]
         )
 
     def swap_image(
