@@ -41,8 +41,9 @@ SIDE_STEP = 32
 #: The most triangles the detail is painted with: the 20k-triangle mesh above 320 px too (a
 #: triangle spans a few pixels even at 512, and the photo coordinates it interpolates vary
 #: smoothly across it), not the full 76k-triangle BFM the renderer would draw there. On the
-#: first 80 wild pairs (20k at every side) SFace to the source −0.000 [−0.001, +0.001],
-#: sharpness and seam unchanged; a 1080-px photo's swap 149 → 129 ms (docs/decisions.md).
+#: first 80 wild pairs (20k at every side) the judge's similarity to the source, the
+#: sharpness and the seam were unchanged; a 1080-px photo's swap 149 → 129 ms
+#: (docs/decisions.md).
 MESH_TRIANGLES = 20000
 
 
