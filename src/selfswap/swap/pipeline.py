@@ -18,6 +18,7 @@ about the same on a 1080p frame as on a 640x480 one.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -370,16 +371,16 @@ class FaceSwapper:
         """Frame → R crop matrices `(N, 2, 3)` of `faces`."""
         return np.stack([align.alignment_matrix(f.landmarks68, self.size) for f in faces])
 
-    @cached_property
-    def _solver(self) -> ThreadPoolExecutor:
-        """The thread `swap_frame` factorises the seam's problems on (no GL)."""
-        return ThreadPoolExecutor(1, thread_name_prefix="selfswap-solver")
-
-    @cached_property
-    def _painter(self) -> ThreadPoolExecutor:
-        """The thread `swap_frame` paints the detail textures on (renderers are used by one
-        thread at a time; this one is the only thread that paints in `swap_frame`)."""
-        return ThreadPoolExecutor(1, thread_name_prefix="selfswap-painter")
+    def _worker(self, name: str) -> ThreadPoolExecutor:
+        """This process's thread `name` of `swap_frame`: "painter" paints the detail textures
+        (renderers are used by one thread at a time, and this is the only one that paints in
+        `swap_frame`), "solver" factorises the seam's problems. Made on first use, again in
+        a forked child (a parent's threads do not survive `fork`)."""
+        workers = self.__dict__.setdefault("_workers", {})
+        key = (name, os.getpid())
+        if key not in workers:
+            workers[key] = ThreadPoolExecutor(1, thread_name_prefix=f"selfswap-{name}")
+        return workers[key]
 
     def renderer(self, side: int):
         """A renderer of crops of this side (the mask builder's for R; cached), drawing at
@@ -529,14 +530,14 @@ class FaceSwapper:
 
         textures = problems = None
         if self.overlap:  # the detail painted on the painter thread while the generator runs
-            textures = self._painter.submit(
+            textures = self._worker("painter").submit(
                 self.detail_textures, faces, source, self.alignments(faces), detail,
                 expression_parts, frame, mirror, eye_gate,
             )  # fmt: skip
 
         def factorise(masks: np.ndarray) -> None:  # the seam's problems, on the solver thread
             nonlocal problems
-            problems = self._solver.submit(lambda: [Membrane.of_mask(m) for m in masks])
+            problems = self._worker("solver").submit(lambda: [Membrane.of_mask(m) for m in masks])
 
         try:
             crops, masks, matrices = self.swap_faces(
