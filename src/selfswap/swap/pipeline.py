@@ -17,6 +17,7 @@ about the same on a 1080p frame as on a 640x480 one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from selfswap.face.analyzer import AnalyzerConfig, FaceAnalyzer
 from selfswap.face.types import Face
 from selfswap.io.images import as_rgb_array
 from selfswap.provenance import embed_watermark
+from selfswap.swap.threads import torch_threads
 
 #: Renderer sizes a `SourceIdentity` keeps its painting view for (faces of a video are shown
 #: at a few sizes; `selfswap.swap.detail.output_side` steps them).
@@ -540,10 +542,13 @@ class FaceSwapper:
             problems = self._worker("solver").submit(lambda: [Membrane.of_mask(m) for m in masks])
 
         try:
-            crops, masks, matrices = self.swap_faces(
-                frame, faces, source, expression_parts, mirror, eye_gate,
-                factorise if self.overlap and seam > 0 else None,
-            )  # fmt: skip
+            # the generator on one core while the painter and the solver have the other
+            beside = self.overlap and (detail > 0 or seam > 0)
+            with torch_threads(1) if beside else contextlib.nullcontext():
+                crops, masks, matrices = self.swap_faces(
+                    frame, faces, source, expression_parts, mirror, eye_gate,
+                    factorise if self.overlap and seam > 0 else None,
+                )  # fmt: skip
             if seam > 0:  # matched to the photo where the face region ends, not around occluders
                 made = None if problems is None else problems.result()
                 crops = self.match_border(frame, crops, masks, matrices, seam, made)

@@ -7,7 +7,6 @@ in memory only) and Provenance. One model is held in memory and requests queue f
 video jobs run in a thread with that model, the webcam frames through it one at a time."""
 
 import base64
-import contextlib
 import os
 import threading
 import time
@@ -24,6 +23,7 @@ import numpy as np
 from selfswap.errors import SelfswapError
 from selfswap.swap.options import SwapConfig, swap_fields
 from selfswap.swap.steady import Steadier
+from selfswap.swap.threads import torch_threads
 from selfswap.web.limits import TempFolder, WebConfig
 
 CONSENT = (
@@ -81,19 +81,6 @@ def _path(file: Any) -> str | None:
     if file is None:
         return None
     return file if isinstance(file, str) else getattr(file, "name", None) or file.path
-
-
-@contextlib.contextmanager
-def torch_threads(count: int):
-    """Run the block with `count` torch threads (in this thread), then restore them."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def live_swap(
