@@ -61,9 +61,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 #: The parts gated by how much the two mouths differ (`mouth_strength`).
 MOUTHS = ("mouth", "mouth_ring", "wide_mouth")
-#: The parts gated by how much the two pairs of eyes differ in how open they are
-#: (`eye_strength`): the eyes, only where the target's are closing (a blink, a squint) or
-#: wider than the source's.
+#: The parts gated by how open the eyes are (`eye_strength`: on a photo, the target's when
+#: they are nearly shut; in a video, as far as they leave their usual opening).
 EYES_GATED = ("blinks",)
 
 
@@ -266,7 +265,7 @@ def eye_opening(landmarks68: np.ndarray) -> np.ndarray:
     averaged over both eyes; about 0.3 open, under 0.15 closed."""
     p = np.asarray(landmarks68, np.float64).reshape(-1, 68, 2)
     ratios = []
-    for eye in (p[:, 36:42], p[:, 42:48]):
+    for eye in (p[:, list(points)] for points in _EYES):
         lids = np.linalg.norm(eye[:, 1] - eye[:, 5], axis=1)
         lids += np.linalg.norm(eye[:, 2] - eye[:, 4], axis=1)
         ratios.append(lids / np.maximum(2 * np.linalg.norm(eye[:, 0] - eye[:, 3], axis=1), 1e-6))

@@ -41,10 +41,10 @@ class Membrane:
     while the generator runs and `solve`s once the generated pixels exist."""
 
     def __init__(self, inside: np.ndarray) -> None:
-        self.inside = np.asarray(inside, bool)
-        h, w = self.inside.shape
-        index = -np.ones(self.inside.shape, np.int64)
-        self.ys, self.xs = np.nonzero(self.inside)
+        inside = np.asarray(inside, bool)
+        h, w = inside.shape
+        index = -np.ones(inside.shape, np.int64)
+        self.ys, self.xs = np.nonzero(inside)
         n = len(self.ys)
         index[self.ys, self.xs] = np.arange(n)
         rows, cols, vals = [np.arange(n)], [np.arange(n)], [np.full(n, 4.0)]

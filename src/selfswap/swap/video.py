@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import secrets
 import threading
 import time
@@ -209,8 +210,6 @@ def prepared_ahead(
     thread up to `depth` frames ahead of the caller, in order; an error there is raised here
     at its frame. Closing the returned iterator stops that thread (after the frame it is on)
     and closes `frames`."""
-    import queue
-
     end = object()
     ready: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
