@@ -10,8 +10,10 @@ without filling what the source photo did not see from its mirror image, "biline
 with the paste and the source detail's render resampled bilinearly instead of with Lanczos
 (the pipeline before that change, docs/decisions.md), "one thread" without the detail painted
 on a second thread while the generator runs (`FaceSwapper.overlap`, the pipeline before
-it). Stage rows are medians of --repeat calls; the end-to-end variants are called in turn
-(`interleaved`) and show the median, the best and the median CPU ms (all threads) per call:
+it), "generator not frozen" with the generator run as a module (`SwapModel.freeze_after` 0,
+the pipeline before the frozen graph). Stage rows are medians of --repeat calls; the
+end-to-end variants are called in turn (`interleaved`) and show the median, the best and the
+median CPU ms (all threads) per call:
 on a shared machine the wall times swing two- to threefold from minute to minute, the CPU
 time much less.
 Targets (issue #6, 2-core CPU): generator ≤ 60 ms per face at 128 (batch of 8), end to end
@@ -37,6 +39,7 @@ import cv2
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_analyze import photo_640x480, timed  # noqa: E402
 from selfswap.face import align  # noqa: E402
+from selfswap.nets.frozen import freeze  # noqa: E402
 from selfswap.provenance import embed_watermark  # noqa: E402
 from selfswap.samples import grace_hopper  # noqa: E402
 from selfswap.swap import blend, detail  # noqa: E402
@@ -109,13 +112,22 @@ def main() -> None:
         finally:
             blend.FACE_INTERPOLATION, detail.INTERPOLATION = saved
 
-    def generator_batch(n: int) -> float:
+    def eager_end_to_end() -> None:
+        """With the generator as a module (before `SwapModel.freeze_after`)."""
+        swapper.model.freeze_after = 0
+        try:
+            end_to_end()
+        finally:
+            swapper.model.freeze_after = swapper.freeze_after
+
+    def generator_batch(n: int, frozen: bool = False) -> float:
         gen = swapper.model.generator
         x = torch.rand(n, gen.config.guidance_channels, r, r)
         z = torch.randn(n, gen.config.id_dim)
         app = torch.randn(n, gen.config.appearance_dim)
+        run = freeze(gen, x, z, app) if frozen else gen
         with torch.no_grad():
-            return timed(lambda: gen(x, z, app), args.repeat) / n
+            return timed(lambda: run(x, z, app), args.repeat) / n
 
     geometry_and_masks = timed(lambda: swapper.swap_faces(target, faces, source), args.repeat)
     analysis = timed(lambda: swapper.fast_analyzer.analyze(target), args.repeat)
@@ -124,6 +136,7 @@ def main() -> None:
         ("align crop", timed(lambda: align.warp_to_crop(target, matrices[0], r), args.repeat)),
         ("swap_faces: masks + render + generator", geometry_and_masks),
         ("generator alone, batch 1", generator_batch(1)),
+        ("generator alone, frozen, batch 1", generator_batch(1, frozen=True)),
         ("generator alone, batch 8 (per face)", generator_batch(8)),
         ("seam match", timed(lambda: swapper.match_border(target, *finish), args.repeat)),
         ("source detail", timed(lambda: swapper.add_detail(faces, source, *finish), args.repeat)),
@@ -136,6 +149,7 @@ def main() -> None:
         "end to end, no mirror fill": lambda: end_to_end(mirror=0.0),
         "end to end, bilinear resampling": bilinear_end_to_end,
         "end to end, one thread": serial_end_to_end,
+        "end to end, generator not frozen": eager_end_to_end,
         "end to end, one face": end_to_end,
     }
     measured = interleaved(variants, args.repeat)

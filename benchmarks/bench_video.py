@@ -15,8 +15,9 @@ Rows for each:
   baseline for its ratio: passthrough. Targets: at least 5 fps at 640x480 (issue #6); at
   1080x1920 at least 3x the speed before issue #12's changes (about 1 fps on 2 cores);
   the CPU seconds per frame (all threads of the process) are less sensitive to other load;
-  then the same on one thread (`FaceSwapper.overlap` off: the pipeline before it) and
-  without the mirror fill (`mirror=0`), what that fill costs; these three run in turn,
+  then the same on one thread (`FaceSwapper.overlap` off: the pipeline before it), with
+  the generator as a module (`SwapModel.freeze_after` 0: before the frozen graph) and
+  without the mirror fill (`mirror=0`), what that fill costs; these four run in turn,
   `--rounds` times (medians);
 - paste R: `paste_back` of one R×R face into the 640x480 frame (feather, warp of the
   bounding region, blend), then with colour matching; `feather` alone.
@@ -170,19 +171,22 @@ def video_rows(
         return rows
     plain = swapper.using(replace(swapper.config, mirror=0.0))
 
-    def swap(on, overlap: bool = True) -> Callable[[], object]:
+    def swap(on, overlap: bool = True, frozen: bool = True) -> Callable[[], object]:
         def call() -> None:
             on.engine.overlap = overlap
+            on.engine.model.freeze_after = on.engine.freeze_after if frozen else 0
             try:
                 on.swap_video(grace_hopper(), clip, out, overwrite=True, progress=False)
             finally:
                 on.engine.overlap = True
+                on.engine.model.freeze_after = on.engine.freeze_after
 
         return call
 
     variants = {
         f"swap (swap_video, {swapper.name})": swap(swapper),
         "swap, one thread": swap(swapper, overlap=False),
+        "swap, generator not frozen": swap(swapper, frozen=False),
         "swap, no mirror fill": swap(plain),
     }
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}

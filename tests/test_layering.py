@@ -108,6 +108,57 @@ def test_model_is_its_generator_on_the_composed_guidance(textured, masked):
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("appearance", [True, False])
+def test_the_frozen_generator_is_the_generator(appearance):
+    """With `freeze_after` set, gradient-free calls in eval mode run the generator as a
+    frozen graph from that call on, with the eager outputs at any batch size and after a
+    change to the weights; a model in training, or called with gradients, keeps the
+    module."""
+    config = ModelConfig(size=32)
+    config.generator.channels = [8, 16]
+    config.generator.style_dim = 16
+    config.appearance.width = 4
+    config.ablation.appearance = appearance
+    model = SwapModel(config.validate()).eval()
+    model.freeze_after = 2
+    g = torch.Generator().manual_seed(0)
+
+    def batch(n: int) -> tuple[Guidance, torch.Tensor]:
+        image, normals = (torch.rand(n, 3, 32, 32, generator=g) for _ in range(2))
+        mask, region = (torch.rand(n, 1, 32, 32, generator=g) for _ in range(2))
+        return Guidance(image, mask, normals, mask, region), torch.randn(n, 128, generator=g)
+
+    def eager(guidance: Guidance, z_id: torch.Tensor) -> torch.Tensor:
+        model.freeze_after, before = 0, model.freeze_after
+        try:
+            return model(guidance, z_id)
+        finally:
+            model.freeze_after = before
+
+    with torch.no_grad():
+        first = batch(2)
+        model(*first)
+        assert not model._frozen  # one call: nothing traced
+        for n in (2, 1, 3):
+            inputs = batch(n)
+            torch.testing.assert_close(model(*inputs), eager(*inputs), rtol=0, atol=0)
+        (frozen,) = model._frozen.values()
+        assert frozen is not None and frozen is not model.generator
+        model.generator.out.bias.add_(0.5)  # a changed weight: the graph is not used again
+        inputs = batch(2)
+        torch.testing.assert_close(model(*inputs), eager(*inputs), rtol=0, atol=0)
+    model.train()
+    with torch.no_grad():
+        assert model._generator_run(torch.rand(1, 8, 32, 32), torch.rand(1, 128), None) is (
+            model.generator
+        )
+    model.eval()
+    assert model._generator_run(torch.rand(1, 8, 32, 32), torch.rand(1, 128), None) is (
+        model.generator
+    )  # gradients on
+    assert "_frozen" not in str(list(model.state_dict()))  # the graph is not a weight
+
+
 def test_guidance_checks_its_shapes_and_names_the_field():
     guidance, _ = _fixed_input(32)
     with pytest.raises(ValueError, match=r"Guidance\.normals: expected \(1, 3, 32, 32\)"):

@@ -189,6 +189,17 @@ def test_a_second_thread_changes_no_pixel(
         np.testing.assert_array_equal(a, b)
 
 
+def test_one_photo_runs_eagerly_and_the_next_frozen_with_the_same_pixels(astronaut, grace_hopper):
+    swapper = FaceSwapper.load("default")
+    source = swapper.source_identity([grace_hopper])
+    faces = swapper.fast_analyzer.analyze(astronaut)
+    first, _ = swapper.swap_frame(astronaut, faces, source)
+    assert not swapper.model._frozen  # a one-photo run pays no trace
+    second, _ = swapper.swap_frame(astronaut, faces, source)
+    assert [f is not None for f in swapper.model._frozen.values()] == [True]
+    np.testing.assert_array_equal(first, second)
+
+
 def test_exposure_gains_leave_normal_faces_alone(astronaut):
     from selfswap.swap.pipeline import EXPOSURE_RANGE, exposure_gains
 

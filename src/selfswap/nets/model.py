@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,7 @@ from torch import nn
 
 from selfswap.config import ConfigError, from_dict
 from selfswap.nets.appearance import AppearanceConfig, AppearanceEncoder
+from selfswap.nets.frozen import freeze
 from selfswap.nets.generator import Generator, GeneratorConfig, compose_guidance
 from selfswap.samae.config import SamaeConfig
 
@@ -165,6 +168,11 @@ class SwapModel(nn.Module):
     config that carries its sections (`TrainConfig`).
     """
 
+    #: Gradient-free calls in eval mode after which the generator runs as a frozen
+    #: TorchScript graph (`selfswap.nets.frozen`: the same outputs, less Python per call);
+    #: 0: never. Inference sets it (`FaceSwapper`); a change to the weights drops the graph.
+    freeze_after: int = 0
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         config = ModelConfig.of(config)
@@ -172,6 +180,9 @@ class SwapModel(nn.Module):
         self.appearance = (
             AppearanceEncoder(config.appearance) if config.appearance_enabled else None
         )
+        self._calls = 0
+        self._frozen: dict[tuple, Callable | None] = {}  # a plain dict: not a submodule
+        self._frozen_weights: tuple = ()
 
     def forward(
         self,
@@ -190,4 +201,28 @@ class SwapModel(nn.Module):
         shown = g.mask if masked else torch.zeros_like(g.mask)
         texture, visibility = (g.texture, g.visibility) if textured else (None, None)
         inputs = compose_guidance(g.image, shown, g.normals, g.silhouette, texture, visibility)
-        return self.generator(inputs, z_id, z_app)
+        return self._generator_run(inputs, z_id, z_app)(inputs, z_id, z_app)
+
+    def _generator_run(
+        self, inputs: torch.Tensor, z_id: torch.Tensor, z_app: torch.Tensor | None
+    ) -> Callable:
+        """The generator, or its frozen graph for inputs like these once `freeze_after`
+        gradient-free calls in eval mode have been made."""
+        if not self.freeze_after or self.training or torch.is_grad_enabled():
+            return self.generator
+        # which tensors hold the weights and how often they were changed in place: a graph
+        # frozen before a change (a copy, a loaded state, an edit) is not used after it
+        weights = tuple(
+            (id(t), t._version)
+            for t in itertools.chain(self.generator.parameters(), self.generator.buffers())
+        )
+        if weights != self._frozen_weights:
+            self._frozen.clear()
+            self._frozen_weights = weights
+        key = (tuple(inputs.shape[1:]), inputs.dtype, inputs.device, z_app is None)
+        if key not in self._frozen:
+            self._calls += 1
+            if self._calls < self.freeze_after:
+                return self.generator
+            self._frozen[key] = freeze(self.generator, inputs, z_id, z_app)
+        return self._frozen[key] or self.generator

@@ -155,6 +155,10 @@ class FaceSwapper:
     #: analyses the next frame while this one is swapped. The outputs are the same either way
     #: (False: one thread, for measuring).
     overlap: bool = True
+    #: The generator runs as a frozen graph from this call on (`SwapModel.freeze_after`):
+    #: a run that swaps one photo does not pay for the trace (~0.6 s), a video or the web app
+    #: from its second frame on.
+    freeze_after: int = 2
 
     def __init__(
         self, model: torch.nn.Module, config, device: str = "cpu", paste: str = "face"
@@ -162,6 +166,8 @@ class FaceSwapper:
         if paste not in ("face", "mask"):
             raise SelfswapError(f"paste must be 'face' or 'mask', not {paste!r}.")
         self.model = model.eval().requires_grad_(False).to(device)
+        if hasattr(self.model, "freeze_after"):
+            self.model.freeze_after = self.freeze_after
         self.config = config
         self.size = int(config.size)
         self.device = device
