@@ -44,7 +44,7 @@ from selfswap.provenance import embed_watermark  # noqa: E402
 from selfswap.samples import grace_hopper  # noqa: E402
 from selfswap.swap import blend, detail  # noqa: E402
 from selfswap.swap.blend import paste_back_many  # noqa: E402
-from selfswap.swap.pipeline import FaceSwapper  # noqa: E402
+from selfswap.swap.pipeline import EXPRESSION_PARTS, FaceSwapper  # noqa: E402
 
 
 def interleaved(variants: dict, repeat: int) -> dict[str, tuple[float, float, float]]:
@@ -89,7 +89,7 @@ def main() -> None:
     finish = (crops, masks, matrices)
 
     def end_to_end(
-        detail: float = 1.0, seam: float = 1.0, parts: str = "mouth", mirror: float = 1.0
+        detail: float = 1.0, seam: float = 1.0, parts: str = EXPRESSION_PARTS, mirror: float = 1.0
     ) -> None:
         found = swapper.fast_analyzer.analyze(target)
         out, _ = swapper.swap_frame(target, found, source, 0.0, detail, seam, parts, mirror)
