@@ -12,7 +12,10 @@
 #   2. the quality study's arm: configs/samae-texture-facenet-128.yaml, 3,000 steps on
 #      lfw_train (scripts/quality_study.sh trains the same);
 #   3. configs/default-v2-128.yaml from there on all three sets, the two CelebA sets' people
-#      joined and the DFL faces only ever cross-photo sources, until FINAL_STEP; then export.
+#      joined and the DFL faces only ever cross-photo sources, to step 10,200 (the shipped
+#      model), its cosine schedule planned over 30,000 steps;
+#   4. the same from step 10,200 on with the schedule planned to end at FINAL_STEP (default
+#      22,000): the learning rate anneals to a tenth of its peak by then; then export.
 #
 # INIT=MODEL.safetensors (an exported model of this run, e.g. the shipped default, whose
 # file records the step it was exported at) starts a run that has no checkpoint from that
@@ -22,8 +25,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DFL_DIR:?set DFL_DIR to the folder of the CelebA DFL faceset JPEGs}"
 HOME_DIR=${SELFSWAP_HOME:-$HOME/.cache/selfswap}
-FINAL=${1:-30000}
+FINAL=${1:-22000}
 STUDY_STEPS=3000
+SHIPPED_STEPS=10200
 THREADS=${THREADS:-1}
 INIT=${INIT:-}
 D=$HOME_DIR/datasets
@@ -57,7 +61,10 @@ train() { # CONFIG DATASET STOP_STEP [--set ...]
 }
 [ "$(latest_step)" -ge $STUDY_STEPS ] ||
   train configs/samae-texture-facenet-128.yaml lfw_train $STUDY_STEPS --set steps=$STUDY_STEPS
-[ "$(latest_step)" -ge "$FINAL" ] || train configs/default-v2-128.yaml lfw_celeba_all "$FINAL"
+[ "$(latest_step)" -ge $SHIPPED_STEPS ] ||
+  train configs/default-v2-128.yaml lfw_celeba_all $SHIPPED_STEPS
+[ "$(latest_step)" -ge "$FINAL" ] ||
+  train configs/default-v2-128.yaml lfw_celeba_all "$FINAL" --set steps="$FINAL"
 $SELFSWAP export --model "$R/checkpoints/step-$(printf %08d "$FINAL")" \
   -o "$HOME_DIR/default.safetensors" --overwrite
 echo "exported $HOME_DIR/default.safetensors (compare with src/selfswap/weights/default.safetensors)"

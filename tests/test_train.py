@@ -107,10 +107,11 @@ def test_precision_layout_and_compile_switches_parse():
     assert cfg.channels_last is True and cfg.compile is True
     default = TrainConfig()
     assert default.precision == "fp32" and not default.channels_last and not default.compile
-    # the CPU configs of one study share their numerics (bf16 networks, fp32 losses)
+    # the CPU configs of one study share their numerics (bf16 networks where the CPU has
+    # bf16, fp32 losses)
     for path in TRAIN_CONFIGS:
         shipped = load_config(TrainConfig, path).validate()
-        assert shipped.precision == "bf16" and "losses" not in shipped.bf16_parts, path.name
+        assert shipped.precision == "auto" and "losses" not in shipped.bf16_parts, path.name
         assert not shipped.channels_last and not shipped.compile, path.name
     with pytest.raises(ConfigError, match="precision"):
         load_config(TrainConfig, None, ["precision=fp16"]).validate()
@@ -118,6 +119,18 @@ def test_precision_layout_and_compile_switches_parse():
         load_config(TrainConfig, None, ["bf16_parts=[generator,optimizer]"]).validate()
     with pytest.raises(ConfigError):
         load_config(TrainConfig, None, ["channels_last=maybe"]).validate()
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    from selfswap.train import loop
+
+    cpu = torch.device("cpu")
+    for native, expected in ((True, "bf16"), (False, "fp32"), (None, "fp32")):
+        monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda native=native: native)
+        assert loop.resolve_precision("auto", cpu) == expected
+        # an explicit choice is kept, whatever the CPU
+        assert loop.resolve_precision("bf16", cpu) == "bf16"
+        assert loop.resolve_precision("fp32", cpu) == "fp32"
 
 
 def test_sampler_resumes_and_shards():

@@ -20,7 +20,7 @@ from selfswap.nets.generator import GeneratorConfig
 from selfswap.nets.model import AblationConfig, ModelConfig
 from selfswap.samae.config import SamaeConfig
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 #: parts of a training step that `precision: bf16` may run under bf16 autocast
 BF16_PARTS = ("generator", "discriminator", "identity", "losses")
 
@@ -92,9 +92,10 @@ class TrainConfig:
     steps: int = 20000
     batch_size: int = 8  # per process
     ema_decay: float = 0.999
-    # fp32 | bf16: bf16 autocast (CPUs with AVX-512 BF16 / AMX, or CUDA) over `bf16_parts`;
-    # weights, optimizer state, EMA and checkpoints stay fp32 (benchmarks/results/
-    # train_throughput.md)
+    # fp32 | bf16 | auto: bf16 autocast (CPUs with AVX-512 BF16 / AMX, or CUDA) over
+    # `bf16_parts`; auto: bf16 where the hardware computes it natively, fp32 elsewhere (a CPU
+    # without it emulates bf16, 17x slower than fp32 on one); weights, optimizer state, EMA
+    # and checkpoints stay fp32 (benchmarks/results/train_throughput.md)
     precision: str = "fp32"
     # what runs under bf16 autocast: generator (+ appearance encoder), discriminator,
     # identity (the frozen dlib ResNet and FaceNet), losses (MS-SSIM etc.; fp32 unless listed)

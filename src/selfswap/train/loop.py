@@ -88,6 +88,17 @@ def cpu_has_native_bf16() -> bool | None:
     return "avx512_bf16" in words or "amx_bf16" in words
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`precision` ("fp32", "bf16" or "auto") as it runs on `device`: "auto" is bf16 where the
+    hardware computes it natively (a CUDA GPU that supports it, a CPU with AVX-512 BF16 or
+    AMX) and fp32 elsewhere; the others are kept."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
 def _step_generator(seed: int, step: int, rank: int, salt: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(int(np.random.SeedSequence([seed, step, rank, salt]).generate_state(1)[0]))
@@ -235,12 +246,15 @@ class Trainer:
             torch.set_num_threads(config.threads)
         if not config.data.root:
             raise SelfswapError("no training data: set data.root (or pass --data DIR).")
+        self.precision = resolve_precision(config.precision, self.device)
         cpu_bf16 = config.precision == "bf16" and self.device.type == "cpu"
         if cpu_bf16 and cpu_has_native_bf16() is False:
             self.log(
                 "warning: precision bf16 on a CPU without AVX-512 BF16 / AMX: bf16 is "
-                "emulated and slower than fp32 here; consider --set precision=fp32."
+                "emulated and slower than fp32 here; consider --set precision=auto or fp32."
             )
+        elif config.precision == "auto":
+            self.log(f"precision auto: {self.precision} on this {self.device.type}")
         self.faces = FaceDataset(config.data.root, size=config.size)
         self.train_rows, self.held_rows, self.source_rows = split_rows(
             self.faces, config.data.held_out, config.seed, config.data.source_only
@@ -414,8 +428,7 @@ class Trainer:
 
     def _autocast(self, part: str):
         """bf16 autocast for `part` (one of `BF16_PARTS`) when the config asks for it."""
-        cfg = self.config
-        if cfg.precision == "bf16" and part in cfg.bf16_parts:
+        if self.precision == "bf16" and part in self.config.bf16_parts:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
