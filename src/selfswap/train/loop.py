@@ -427,7 +427,8 @@ class Trainer:
     # -- one step ----------------------------------------------------------------------------
 
     def _autocast(self, part: str):
-        """bf16 autocast for `part` (one of `BF16_PARTS`) when the config asks for it."""
+        """bf16 autocast for `part` (one of `BF16_PARTS`) when the run's precision (the
+        config's, "auto" resolved for this device) is bf16 and the config lists the part."""
         if self.precision == "bf16" and part in self.config.bf16_parts:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
