@@ -14,6 +14,9 @@ astronaut upscaled to 2400, 4000 and 8000 px wide (``--no-fp`` skips them).
 ``--small N`` adds the recall of N LFW faces pasted at 24, 40 and 60 px into a 4000x3000 scene.
 ``--pose N`` adds hit rates by head yaw on the first N CelebA images, the yaw estimated by
 3DDFA_V2 from a fixed centred region (CelebA images are aligned, so no detector is needed).
+``--yunet-backends`` only times YuNet run by ONNX Runtime (the default) against the baseline,
+``cv2.FaceDetectorYN``, both on one thread and taking turns: one pass on the 640x480 photo and
+``detect`` on the 640x480 and 4000x3000 photos (median ms, ratio baseline / ONNX Runtime).
 
     python benchmarks/bench_detection.py                      # all available detectors
     python benchmarks/bench_detection.py --limit 200 --detectors hog,blazeface
@@ -22,6 +25,7 @@ astronaut upscaled to 2400, 4000 and 8000 px wide (``--no-fp`` skips them).
     python benchmarks/bench_detection.py --small 40 --limit 1 --celeba 0 --no-fp --append
     python benchmarks/bench_detection.py --fit-box short    # refit BlazeFace box calibration
     python benchmarks/bench_detection.py --fit-box yunet    # refit YuNet box calibration
+    python benchmarks/bench_detection.py --yunet-backends --repeats 50 --append
 
 A detector may be given constructor arguments as ``name:key=value:key=value``.
 """
@@ -192,6 +196,44 @@ def interleaved_times(specs: list[str], repeats: int) -> list[tuple[float, float
                 d.detect(photo)
                 times[i][k].append(1000 * (time.perf_counter() - t0))
     return [(statistics.median(a), statistics.median(b)) for a, b in times]
+
+
+def yunet_backends_table(repeats: int, threads: int = 1) -> str:
+    """Median ms of YuNet by ONNX Runtime and by ``cv2.FaceDetectorYN`` (the baseline), taking
+    turns in the same process, as a markdown table."""
+    from selfswap.face.yunet import YuNetOnnx
+
+    cv2.setNumThreads(threads)  # the ONNX Runtime session runs on one thread
+    ort_det = get_detector("yunet", backend="onnxruntime")
+    cv_det = get_detector("yunet", backend="opencv")
+    assert isinstance(ort_det.model(), YuNetOnnx)
+    photo, large = photo_640x480(), photo_4000x3000()
+    bgr = cv2.cvtColor(photo, cv2.COLOR_RGB2BGR)
+    h, w = photo.shape[:2]
+    cases = [
+        ("one YuNet pass, 640x480", lambda d: d._pass(bgr, w, h), repeats),
+        ("`detect`, 640x480", lambda d: d.detect(photo), repeats),
+        ("`detect`, 4000x3000", lambda d: d.detect(large), max(1, min(repeats, 5))),
+    ]
+    lines = [
+        f"| YuNet, {threads} thread(s) | cv2.FaceDetectorYN (baseline) ms | ONNX Runtime ms "
+        "| baseline / ONNX Runtime | faces (baseline, ONNX Runtime) |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for label, run, n in cases:
+        counts = [len(run(d)[0] if label.startswith("one") else run(d)) for d in (cv_det, ort_det)]
+        times: list[list[float]] = [[], []]
+        for _ in range(n):
+            for k, d in enumerate((cv_det, ort_det)):
+                t0 = time.perf_counter()
+                run(d)
+                times[k].append(1000 * (time.perf_counter() - t0))
+        base, ours = (statistics.median(t) for t in times)
+        lines.append(
+            f"| {label} | {base:.1f} | {ours:.1f} | {base / ours:.2f}x | {counts[0]}, {counts[1]} |"
+        )
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
 
 
 SMALL_WIDTHS = (24, 40, 60)  # face widths pasted into the 4000x3000 scene
@@ -367,9 +409,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-fp", action="store_true", help="skip the false-face scenes (large images, slow)"
     )
+    parser.add_argument(
+        "--yunet-backends",
+        action="store_true",
+        help="only time YuNet by ONNX Runtime against cv2.FaceDetectorYN",
+    )
     args = parser.parse_args(argv)
     if args.fit_box:
         fit_box(args.fit_box, args.data)
+        return
+    if args.yunet_backends:
+        result = yunet_backends_table(args.repeats)
+        command = "python benchmarks/bench_detection.py " + " ".join(argv or [])
+        if args.append:
+            section = f"\nCommand: `{command.strip()}`\n\n{result}\n"
+            args.out.write_text(args.out.read_text() + section)
+            print(f"\nappended to {args.out}")
         return
 
     names = [n for n in args.detectors.split(",") if n] or available_detectors()

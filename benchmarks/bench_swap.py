@@ -11,9 +11,12 @@ with the paste and the source detail's render resampled bilinearly instead of wi
 (the pipeline before that change, docs/decisions.md), "one thread" without the detail painted
 on a second thread while the generator runs (`FaceSwapper.overlap`, the pipeline before
 it), "generator not frozen" with the generator run as a module (`SwapModel.freeze_after` 0,
-the pipeline before the frozen graph). Stage rows are medians of --repeat calls; the
-end-to-end variants are called in turn (`interleaved`) and show the median, the best and the
-median CPU ms (all threads) per call:
+the pipeline before the frozen graph), "generator in TorchScript" with the generator frozen
+as TorchScript instead of run by ONNX Runtime (`SwapModel.frozen_runtime`), "YuNet on
+OpenCV" with the face detector's network run by `cv2.FaceDetectorYN` instead of ONNX Runtime
+(`YuNetDetector(backend="opencv")`): each the pipeline before that change. Stage rows are
+medians of --repeat calls; the end-to-end variants are called in turn (`interleaved`) and
+show the median, the best and the median CPU ms (all threads) per call:
 on a shared machine the wall times swing two- to threefold from minute to minute, the CPU
 time much less.
 Targets (issue #6, 2-core CPU): generator ≤ 60 ms per face at 128 (batch of 8), end to end
@@ -39,6 +42,7 @@ import cv2
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_analyze import photo_640x480, timed  # noqa: E402
 from selfswap.face import align  # noqa: E402
+from selfswap.face.detect import get_detector  # noqa: E402
 from selfswap.nets.frozen import freeze  # noqa: E402
 from selfswap.provenance import embed_watermark  # noqa: E402
 from selfswap.samples import grace_hopper  # noqa: E402
@@ -81,6 +85,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     swapper = FaceSwapper.load(args.model)
+    swapper.model.prepare_frozen()  # the ONNX export, made now if no run has kept it yet
     target = photo_640x480()
     source = swapper.source_identity([grace_hopper()])
     r = swapper.size
@@ -120,12 +125,31 @@ def main() -> None:
         finally:
             swapper.model.freeze_after = swapper.freeze_after
 
-    def generator_batch(n: int, frozen: bool = False) -> float:
+    def torchscript_end_to_end() -> None:
+        """With the generator frozen as TorchScript (before ONNX Runtime ran it)."""
+        swapper.model.frozen_runtime = "torchscript"
+        try:
+            end_to_end()
+        finally:
+            swapper.model.frozen_runtime = "onnx"
+
+    opencv_yunet = get_detector("yunet", backend="opencv")
+
+    def opencv_detector_end_to_end() -> None:
+        """With YuNet run by cv2.FaceDetectorYN (before ONNX Runtime ran it)."""
+        analyzer = swapper.fast_analyzer
+        ours, analyzer.detector = analyzer.detector, opencv_yunet  # a cached property
+        try:
+            end_to_end()
+        finally:
+            analyzer.detector = ours
+
+    def generator_batch(n: int, frozen: str = "") -> float:
         gen = swapper.model.generator
         x = torch.rand(n, gen.config.guidance_channels, r, r)
         z = torch.randn(n, gen.config.id_dim)
         app = torch.randn(n, gen.config.appearance_dim)
-        run = freeze(gen, x, z, app) if frozen else gen
+        run = freeze(gen, x, z, app, frozen, wait=True) if frozen else gen
         with torch.no_grad():
             return timed(lambda: run(x, z, app), args.repeat) / n
 
@@ -136,7 +160,8 @@ def main() -> None:
         ("align crop", timed(lambda: align.warp_to_crop(target, matrices[0], r), args.repeat)),
         ("swap_faces: masks + render + generator", geometry_and_masks),
         ("generator alone, batch 1", generator_batch(1)),
-        ("generator alone, frozen, batch 1", generator_batch(1, frozen=True)),
+        ("generator alone, TorchScript, batch 1", generator_batch(1, "torchscript")),
+        ("generator alone, ONNX Runtime, batch 1", generator_batch(1, "onnx")),
         ("generator alone, batch 8 (per face)", generator_batch(8)),
         ("seam match", timed(lambda: swapper.match_border(target, *finish), args.repeat)),
         ("source detail", timed(lambda: swapper.add_detail(faces, source, *finish), args.repeat)),
@@ -150,6 +175,8 @@ def main() -> None:
         "end to end, bilinear resampling": bilinear_end_to_end,
         "end to end, one thread": serial_end_to_end,
         "end to end, generator not frozen": eager_end_to_end,
+        "end to end, generator in TorchScript": torchscript_end_to_end,
+        "end to end, YuNet on OpenCV": opencv_detector_end_to_end,
         "end to end, one face": end_to_end,
     }
     measured = interleaved(variants, args.repeat)

@@ -16,8 +16,9 @@ Rows for each:
   1080x1920 at least 3x the speed before issue #12's changes (about 1 fps on 2 cores);
   the CPU seconds per frame (all threads of the process) are less sensitive to other load;
   then the same on one thread (`FaceSwapper.overlap` off: the pipeline before it), with
-  the generator as a module (`SwapModel.freeze_after` 0: before the frozen graph) and
-  without the mirror fill (`mirror=0`), what that fill costs; these four run in turn,
+  the generator as a module (`SwapModel.freeze_after` 0: before the frozen graph), frozen
+  as TorchScript instead of run by ONNX Runtime (`SwapModel.frozen_runtime`: before that) and
+  without the mirror fill (`mirror=0`), what that fill costs; these five run in turn,
   `--rounds` times (medians);
 - paste R: `paste_back` of one R×R face into the 640x480 frame (feather, warp of the
   bounding region, blend), then with colour matching; `feather` alone.
@@ -171,15 +172,19 @@ def video_rows(
         return rows
     plain = swapper.using(replace(swapper.config, mirror=0.0))
 
-    def swap(on, overlap: bool = True, frozen: bool = True) -> Callable[[], object]:
+    def swap(
+        on, overlap: bool = True, frozen: bool = True, runtime: str = "onnx"
+    ) -> Callable[[], object]:
         def call() -> None:
             on.engine.overlap = overlap
             on.engine.model.freeze_after = on.engine.freeze_after if frozen else 0
+            on.engine.model.frozen_runtime = runtime
             try:
                 on.swap_video(grace_hopper(), clip, out, overwrite=True, progress=False)
             finally:
                 on.engine.overlap = True
                 on.engine.model.freeze_after = on.engine.freeze_after
+                on.engine.model.frozen_runtime = "onnx"
 
         return call
 
@@ -187,6 +192,7 @@ def video_rows(
         f"swap (swap_video, {swapper.name})": swap(swapper),
         "swap, one thread": swap(swapper, overlap=False),
         "swap, generator not frozen": swap(swapper, frozen=False),
+        "swap, generator in TorchScript": swap(swapper, runtime="torchscript"),
         "swap, no mirror fill": swap(plain),
     }
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
@@ -220,6 +226,7 @@ def main() -> None:
             from selfswap.api import Swapper
 
             swapper = Swapper.load(args.model)
+            swapper.engine.model.prepare_frozen()  # the ONNX export, if no run kept it yet
             swapper.swap_image(grace_hopper(), astronaut())  # warm-up: model, renderer
         clip, out = Path(tmp) / "clip.mp4", Path(tmp) / "out.mp4"
         make_clip(clip, args.seconds)

@@ -306,3 +306,125 @@ def test_small_face_in_a_4000x3000_photo(astronaut: np.ndarray, hopper: np.ndarr
         found = detector.detect(photo)
         assert len(found) == 1, [d.box for d in found]
         assert_matches(found[0], tuple(v * scale + o for v, o in zip(face, (x0, y0) * 2)))
+
+
+# --- YuNet run by ONNX Runtime, against cv2.FaceDetectorYN --------------------------------
+
+# Measured differences to cv2.FaceDetectorYN (OpenCV 5.0, onnxruntime 1.32, 2-core EPYC) over
+# the cases below: boxes <= 1.5e-4 px, landmarks <= 6.1e-5 px, scores <= 1.2e-7 (float32
+# rounding); the margin leaves room for other CPUs' kernels.
+YUNET_PX_TOL = 1e-2
+YUNET_SCORE_TOL = 1e-5
+
+
+def yunet_or_skip() -> None:
+    if "yunet" not in available_detectors():
+        pytest.skip("OpenCV's FaceDetectorYN or the YuNet model is missing")
+
+
+def opencv_yunet(bgr: np.ndarray, score_threshold: float = 0.6, nms_iou: float = 0.3):
+    """OpenCV's own YuNet detector on a BGR image: (N, 15) rows, empty when no face."""
+    from selfswap.models.registry import model_path
+
+    net = cv2.FaceDetectorYN.create(
+        str(model_path("yunet_int8bq")), "", (bgr.shape[1], bgr.shape[0]), score_threshold, nms_iou
+    )
+    _, found = net.detect(bgr)
+    return np.zeros((0, 15), np.float32) if found is None else found
+
+
+def assert_same_faces(mine: np.ndarray, reference: np.ndarray) -> None:
+    assert mine.shape == reference.shape, (mine[:, 14], reference[:, 14])
+    assert np.abs(mine[:, :4] - reference[:, :4]).max(initial=0) < YUNET_PX_TOL
+    assert np.abs(mine[:, 4:14] - reference[:, 4:14]).max(initial=0) < YUNET_PX_TOL
+    assert np.abs(mine[:, 14] - reference[:, 14]).max(initial=0) < YUNET_SCORE_TOL
+
+
+@pytest.fixture(scope="module")
+def yunet_images(astronaut: np.ndarray, hopper: np.ndarray) -> dict[str, tuple[np.ndarray, int]]:
+    """BGR test images and their face counts."""
+    left = np.zeros_like(hopper)
+    left[: astronaut.shape[0], : astronaut.shape[1]] = astronaut
+    both = np.hstack([left, hopper])
+    return {
+        name: (cv2.cvtColor(image, cv2.COLOR_RGB2BGR), n)
+        for name, image, n in [
+            ("astronaut", astronaut, 1),
+            ("hopper", hopper, 1),
+            ("both", both, 2),
+        ]
+    }
+
+
+@pytest.mark.parametrize("name", ["astronaut", "hopper", "both"])
+@pytest.mark.parametrize("size", [None, (640, 480), (333, 251), (1000, 700)])
+def test_yunet_onnxruntime_same_faces_as_opencv(
+    name: str, size: tuple[int, int] | None, yunet_images: dict
+) -> None:
+    """One YuNet pass by ONNX Runtime finds the faces `cv2.FaceDetectorYN` finds, at sizes
+    that are not multiples of 32 too (the input is padded as OpenCV pads it)."""
+    yunet_or_skip()
+    from selfswap.face.yunet import YuNetOnnx
+
+    bgr, count = yunet_images[name]
+    if size is not None:
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    reference = opencv_yunet(bgr)
+    assert len(reference) == count  # the comparison is on real faces
+    assert_same_faces(YuNetOnnx().detect(bgr), reference)
+
+
+def test_yunet_onnxruntime_same_candidates_as_opencv(yunet_images: dict) -> None:
+    """At a low score threshold (many candidates, several kept by NMS) and on a face-free
+    scene, the ONNX Runtime pass still gives OpenCV's rows, in OpenCV's order."""
+    yunet_or_skip()
+    from selfswap.face.yunet import YuNetOnnx
+
+    low = YuNetOnnx(score_threshold=0.05, nms_iou=0.3)
+    bgr = cv2.resize(yunet_images["astronaut"][0], (333, 251), interpolation=cv2.INTER_AREA)
+    reference = opencv_yunet(bgr, 0.05)
+    assert len(reference) >= 5
+    assert_same_faces(low.detect(bgr), reference)
+    coffee = cv2.cvtColor(skdata.coffee(), cv2.COLOR_RGB2BGR)
+    assert_same_faces(low.detect(coffee), opencv_yunet(coffee, 0.05))
+    assert YuNetOnnx().detect(coffee).shape == (0, 15) and len(opencv_yunet(coffee)) == 0
+
+
+def test_yunet_detector_runs_onnxruntime_like_opencv(yunet_images: dict) -> None:
+    """The default YuNet detector runs ONNX Runtime, and its detections equal those of the
+    same detector on ``cv2.FaceDetectorYN`` (``backend="opencv"``)."""
+    yunet_or_skip()
+    from selfswap.face.yunet import YuNetDetector, YuNetOnnx
+
+    mine, theirs = get_detector("yunet"), get_detector("yunet", backend="opencv")
+    assert isinstance(mine.model(), YuNetOnnx)
+    assert isinstance(theirs.model(), cv2.FaceDetectorYN)
+    for bgr, count in yunet_images.values():
+        image = cv2.cvtColor(cv2.resize(bgr, (640, 480)), cv2.COLOR_BGR2RGB)
+        a, b = mine.detect(image), theirs.detect(image)
+        assert len(a) == len(b) == count
+        for x, y in zip(a, b, strict=True):
+            assert np.abs(np.subtract(x.box, y.box)).max() < YUNET_PX_TOL
+            assert np.abs(x.landmarks5 - y.landmarks5).max() < YUNET_PX_TOL
+            assert abs(x.score - y.score) < YUNET_SCORE_TOL
+    with pytest.raises(SelfswapError, match="backend"):
+        YuNetDetector(backend="tflite")
+
+
+def test_yunet_converted_file_is_kept_and_a_damaged_copy_made_again(
+    yunet_images: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file ONNX Runtime runs is converted once and kept; a damaged kept copy is
+    converted again rather than failing detection."""
+    yunet_or_skip()
+    from selfswap.face import yunet
+
+    kept = tmp_path / "yunet.onnx"
+    monkeypatch.setattr(yunet, "_kept_model_path", lambda: kept)
+    bgr, count = yunet_images["astronaut"]
+    assert len(yunet.YuNetOnnx().detect(bgr)) == count
+    converted = kept.read_bytes()
+    assert converted == yunet._converted_model_bytes()
+    kept.write_bytes(converted[:1000])
+    assert len(yunet.YuNetOnnx().detect(bgr)) == count
+    assert kept.read_bytes() == converted

@@ -5,6 +5,7 @@ same outputs."""
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
@@ -108,20 +109,33 @@ def test_model_is_its_generator_on_the_composed_guidance(textured, masked):
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("appearance", [True, False])
-def test_the_frozen_generator_is_the_generator(appearance):
+@pytest.mark.parametrize(
+    ("appearance", "runtime"), [(True, "onnx"), (False, "onnx"), (True, "torchscript")]
+)
+def test_the_frozen_generator_is_the_generator(appearance, runtime, tmp_path, monkeypatch):
     """With `freeze_after` set, gradient-free calls in eval mode run the generator as a
-    frozen graph from that call on, with the eager outputs at any batch size and after a
+    frozen graph from that call on, with the eager outputs (bit for bit in TorchScript, to
+    float rounding in ONNX Runtime) at any batch size, on one thread or two, and after a
     change to the weights; a model in training, or called with gradients, keeps the
     module."""
+    from selfswap.nets.frozen import OnnxRun, freeze
+    from selfswap.swap.threads import torch_threads
+
+    monkeypatch.setenv("SELFSWAP_HOME", str(tmp_path))  # where the exported graph is kept
+    tolerance = {"onnx": 1e-5, "torchscript": 0.0}[runtime]
     config = ModelConfig(size=32)
     config.generator.channels = [8, 16]
     config.generator.style_dim = 16
     config.appearance.width = 4
     config.ablation.appearance = appearance
     model = SwapModel(config.validate()).eval()
-    model.freeze_after = 2
+    model.freeze_after, model.frozen_runtime = 2, runtime
     g = torch.Generator().manual_seed(0)
+    if runtime == "onnx":  # the export kept from an earlier run
+        gc = model.generator.config
+        z_app = torch.rand(1, gc.appearance_dim) if appearance else None
+        example = (torch.rand(1, gc.guidance_channels, 32, 32), torch.rand(1, 128), z_app)
+        assert isinstance(freeze(model.generator, *example, wait=True), OnnxRun)
 
     def batch(n: int) -> tuple[Guidance, torch.Tensor]:
         image, normals = (torch.rand(n, 3, 32, 32, generator=g) for _ in range(2))
@@ -139,14 +153,17 @@ def test_the_frozen_generator_is_the_generator(appearance):
         first = batch(2)
         model(*first)
         assert not model._frozen  # one call: nothing traced
-        for n in (2, 1, 3):
+        for n, threads in ((2, 1), (1, 2), (3, 1)):
             inputs = batch(n)
-            torch.testing.assert_close(model(*inputs), eager(*inputs), rtol=0, atol=0)
+            with torch_threads(threads):
+                out, expected = model(*inputs), eager(*inputs)
+            torch.testing.assert_close(out, expected, rtol=0, atol=tolerance)
         (frozen,) = model._frozen.values()
         assert frozen is not None and frozen is not model.generator
+        assert isinstance(frozen, OnnxRun) == (runtime == "onnx")
         model.generator.out.bias.add_(0.5)  # a changed weight: the graph is not used again
         inputs = batch(2)
-        torch.testing.assert_close(model(*inputs), eager(*inputs), rtol=0, atol=0)
+        torch.testing.assert_close(model(*inputs), eager(*inputs), rtol=0, atol=tolerance)
     model.train()
     with torch.no_grad():
         assert model._generator_run(torch.rand(1, 8, 32, 32), torch.rand(1, 128), None) is (
@@ -157,6 +174,52 @@ def test_the_frozen_generator_is_the_generator(appearance):
         model.generator
     )  # gradients on
     assert "_frozen" not in str(list(model.state_dict()))  # the graph is not a weight
+
+
+def test_the_exported_generator_is_kept_and_a_damaged_copy_made_again(tmp_path, monkeypatch):
+    """Without a kept export the generator is frozen as TorchScript while the ONNX export is
+    made on another thread and kept under `$SELFSWAP_HOME/cache`, named by the weights: the
+    same weights then open it, other weights get their own, a damaged file is exported
+    anew rather than failing the swap, and only the last few are kept."""
+    from selfswap.nets.frozen import OnnxRun, freeze, wait_for_exports
+
+    monkeypatch.setenv("SELFSWAP_HOME", str(tmp_path))
+    cache = tmp_path / "cache"
+    config = ModelConfig(size=32)
+    config.generator.channels = [8, 16]
+    config.generator.style_dim = 16
+    model = SwapModel(config.validate()).eval()
+    example = (torch.rand(1, 8, 32, 32), torch.randn(1, 128), None)
+    with torch.no_grad():
+        expected = model.generator(*example[:2])
+        meanwhile = freeze(model.generator, *example)
+        assert not isinstance(meanwhile, OnnxRun)  # TorchScript, bit for bit
+        torch.testing.assert_close(meanwhile(*example), expected, rtol=0, atol=0)
+        wait_for_exports()
+        kept = freeze(model.generator, *example)
+        assert isinstance(kept, OnnxRun)
+        (path,) = cache.glob("generator_*.onnx")
+        assert path.read_bytes() == kept.graph
+        torch.testing.assert_close(kept(*example), expected, atol=1e-5, rtol=0)
+        copied = copy.deepcopy(kept)  # a copied model copies its graph, not the sessions
+        torch.testing.assert_close(copied(*example), kept(*example), rtol=0, atol=0)
+
+        path.write_bytes(kept.graph[: len(kept.graph) // 2])  # a damaged copy
+        assert not isinstance(freeze(model.generator, *example), OnnxRun)
+        wait_for_exports()
+        assert path.read_bytes() == kept.graph
+
+        model.generator.out.bias.add_(0.5)  # other weights: their own export
+        changed = freeze(model.generator, *example, wait=True)
+        assert isinstance(changed, OnnxRun) and len(list(cache.glob("generator_*.onnx"))) == 2
+        expected = model.generator(*example[:2])
+        torch.testing.assert_close(changed(*example), expected, atol=1e-5, rtol=0)
+        assert (kept(*example) - expected).abs().max() > 0.1
+        monkeypatch.setattr("selfswap.nets.frozen.KEEP_GRAPHS", 2)
+        model.generator.out.bias.add_(0.5)  # a third: the least recent goes
+        freeze(model.generator, *example, wait=True)
+        assert len(list(cache.glob("generator_*.onnx"))) == 2
+        assert not path.exists()
 
 
 def test_guidance_checks_its_shapes_and_names_the_field():

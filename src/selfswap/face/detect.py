@@ -5,10 +5,11 @@ too) and returns a list of `Detection`, best score first. Models load lazily on 
 
 Registered detectors (see `available_detectors` for the ones usable in this environment):
 
-- ``yunet`` (default): OpenCV Zoo's YuNet (int8 ONNX, ``cv2.FaceDetectorYN``) on a short image
-  pyramid, each face confirmed by BlazeFace short-range when ``ai-edge-litert`` is installed
-  (see `selfswap.face.yunet`); no tiling, so large photos cost seconds and get no extra false
-  faces; gives ``landmarks5``.
+- ``yunet`` (default): OpenCV Zoo's YuNet (int8 ONNX, run by ONNX Runtime with the pre- and
+  post-processing of ``cv2.FaceDetectorYN``) on a short image pyramid, each face confirmed
+  by BlazeFace short-range when ``ai-edge-litert`` is installed (see `selfswap.face.yunet`);
+  no tiling, so large photos cost seconds and get no extra false faces; gives
+  ``landmarks5``.
 - ``blazeface_short``: MediaPipe BlazeFace short-range (128x128 input) run with
   ``ai-edge-litert``; ~3 ms on a 250x250 image, ~16 ms on 640x480 (tiled to reach 40 px
   faces), tolerant of turned faces, gives 6 keypoints. On large photos its tiles (several

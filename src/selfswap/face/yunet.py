@@ -1,4 +1,4 @@
-"""YuNet (OpenCV Zoo, int8 block-quantised ONNX) run by ``cv2.FaceDetectorYN`` on a pyramid.
+"""YuNet (OpenCV Zoo, int8 block-quantised ONNX) run by ONNX Runtime on a pyramid.
 
 YuNet is a small anchor-free detector: one pass over the whole image finds faces from about
 16 px (recall 0.8) to about 260 px; larger faces are found less reliably (measured on the
@@ -28,10 +28,21 @@ chance of one) at a cost of one 128x128 BlazeFace run (~2 ms) per candidate.
 
 Boxes are calibrated to dlib's HOG convention from the 5 landmarks, like BlazeFace's (see
 `selfswap.face.detect._dlib_style_box`), so that dlib's landmark predictors work on them.
+
+Each pass runs the network with ONNX Runtime (`YuNetOnnx`), with the pre- and
+post-processing of OpenCV's ``cv2.FaceDetectorYN`` (``modules/objdetect/src/face_detect.cpp``)
+redone in numpy: the same faces as ``cv2.FaceDetectorYN`` (measured: boxes and landmarks
+within 2e-4 px, scores within 2e-7; `tests/test_detect.py`) in 0.5-0.6x its time on one
+thread (see benchmarks/results/detection.md). ONNX Runtime refuses the published file as it is (its
+``DequantizeLinear`` nodes use ``block_size``), so the int8 weights are dequantised once at
+load time into fp32 initializers. ``backend="opencv"`` runs ``cv2.FaceDetectorYN`` instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -48,7 +59,9 @@ from selfswap.face.detect import (
     _iou,
     litert_available,
 )
-from selfswap.models.registry import model_path
+from selfswap.io.files import atomic_write
+from selfswap.models.registry import catalog, model_path
+from selfswap.paths import selfswap_home
 
 MODEL = "yunet_int8bq"
 
@@ -77,12 +90,202 @@ def opencv_yunet_available() -> bool:
     return hasattr(cv2, "FaceDetectorYN")
 
 
+#: Bump when `_converted_model_bytes` changes, so that copies kept from before are not used.
+_CONVERSION_VERSION = 1
+
+
+def _dequantized(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, block: int):
+    """``DequantizeLinear`` of a constant: per-tensor, per-axis or blocked (``block_size``)."""
+    q = q.astype(np.float32)
+    scale, zero = scale.astype(np.float32), zero.astype(np.float32)
+    if scale.size == 1:
+        return (q - zero.reshape(())) * scale.reshape(())
+    axis %= q.ndim
+    if block:  # scale / zero point hold one value per block of ``block`` along ``axis``
+        take = np.arange(q.shape[axis])
+        scale = np.repeat(scale, block, axis=axis).take(take, axis=axis)
+        zero = np.repeat(zero, block, axis=axis).take(take, axis=axis)
+        return (q - zero) * scale
+    shape = [1] * q.ndim
+    shape[axis] = -1
+    return (q - zero.reshape(shape)) * scale.reshape(shape)
+
+
+def _kept_model_path() -> Path:
+    """Where the converted file is kept (`_onnx_model_bytes`): named by the source's sha256,
+    so a different YuNet file gets its own."""
+    digest = catalog()[MODEL].sha256[:16]
+    return selfswap_home() / "cache" / f"yunet_fp32_v{_CONVERSION_VERSION}_{digest}.onnx"
+
+
+def _onnx_model_bytes(fresh: bool = False) -> bytes:
+    """The YuNet file made loadable by ONNX Runtime (`_converted_model_bytes`), from
+    `$SELFSWAP_HOME/cache` once converted: the conversion needs the `onnx` package, whose
+    import alone takes ~1.7 s. `fresh`: convert again and replace the kept copy."""
+    model_path(MODEL)  # a missing or damaged model file is still reported as such
+    kept = _kept_model_path()
+    if not fresh:
+        try:
+            return kept.read_bytes()
+        except OSError:
+            pass
+    converted = _converted_model_bytes()
+    with contextlib.suppress(Exception):  # a cache that cannot be written is no error
+        atomic_write(kept, lambda tmp: tmp.write_bytes(converted))
+    return converted
+
+
+@cache
+def _converted_model_bytes() -> bytes:
+    """The YuNet file made loadable by ONNX Runtime: every ``DequantizeLinear`` of constants
+    folded into an fp32 initializer, the input's height and width left free."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(model_path(MODEL)))
+    graph = model.graph
+    values = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        attrs = node.attribute
+        if node.op_type == "Constant" and len(attrs) == 1 and attrs[0].name == "value":
+            values[node.output[0]] = attrs[0].t
+
+    def array(name: str) -> np.ndarray:
+        return numpy_helper.to_array(values[name])
+
+    keep, folded = [], []
+    for node in graph.node:
+        inputs = [i for i in node.input if i]
+        if node.op_type != "DequantizeLinear" or not all(i in values for i in inputs):
+            keep.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        scale = array(inputs[1])
+        zero = array(inputs[2]) if len(inputs) > 2 else np.zeros_like(scale)
+        value = _dequantized(
+            array(inputs[0]), scale, zero, attrs.get("axis", 1), attrs.get("block_size", 0)
+        )
+        folded.append(numpy_helper.from_array(value.astype(np.float32), node.output[0]))
+    del graph.node[:]
+    graph.node.extend(keep)
+    graph.initializer.extend(folded)
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    live = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(live)
+    del graph.value_info[:]  # shapes recorded for the 640x640 export
+    dims = graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    for out in graph.output:
+        for k, dim in enumerate(out.type.tensor_type.shape.dim):
+            dim.dim_param = f"{out.name}_{k}"
+    return model.SerializeToString()
+
+
+class YuNetOnnx:
+    """YuNet run by ONNX Runtime, with the pre- and post-processing of OpenCV's
+    ``FaceDetectorYN`` (``modules/objdetect/src/face_detect.cpp``), on BGR images of any size.
+
+    ``detect`` gives what ``cv2.FaceDetectorYN.detect`` does (except for no face: an empty
+    array instead of ``None``): rows of x, y, w, h, 5 landmarks (x, y), score, best first.
+    """
+
+    DIVISOR = 32  # the network's input sides must be multiples of this
+    STRIDES = (8, 16, 32)
+
+    def __init__(
+        self,
+        score_threshold: float = 0.6,
+        nms_iou: float = 0.3,
+        top_k: int = 5000,
+        threads: int = 1,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        self.top_k = top_k
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # no "Removing initializer" warnings
+        try:
+            self.session = ort.InferenceSession(
+                _onnx_model_bytes(), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception:  # a damaged kept copy: convert the model file again
+            self.session = ort.InferenceSession(
+                _onnx_model_bytes(fresh=True), options, providers=["CPUExecutionProvider"]
+            )
+        self._input = self.session.get_inputs()[0].name
+        names = [o.name for o in self.session.get_outputs()]
+        self._outputs = [
+            f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in self.STRIDES
+        ]
+        if not set(self._outputs) <= set(names):
+            raise SelfswapError(f"Unexpected YuNet outputs: {names}")
+
+    def blob(self, bgr: np.ndarray) -> np.ndarray:
+        """(1, 3, H, W) float32 input: the image zero-padded on the right and bottom to
+        multiples of 32, BGR, no scaling (``copyMakeBorder`` + ``blobFromImage``)."""
+        h, w = bgr.shape[:2]
+        pad_h = -(-h // self.DIVISOR) * self.DIVISOR
+        pad_w = -(-w // self.DIVISOR) * self.DIVISOR
+        blob = np.zeros((1, 3, pad_h, pad_w), np.float32)
+        blob[0, :, :h, :w] = bgr.transpose(2, 0, 1)
+        return blob
+
+    def detect(self, bgr: np.ndarray) -> np.ndarray:
+        """(N, 15) float32 faces in a BGR uint8 image (see the class doc)."""
+        blob = self.blob(bgr)
+        outs = self.session.run(self._outputs, {self._input: blob})
+        return self.decode(outs, blob.shape[3])
+
+    def decode(self, outs: list[np.ndarray], pad_w: int) -> np.ndarray:
+        """Faces from the 12 outputs (cls, obj, bbox, kps at strides 8, 16, 32) of an input
+        ``pad_w`` wide: grid decoding, score threshold, then NMS, as OpenCV does."""
+        n = len(self.STRIDES)
+        rows = []
+        for i, stride in enumerate(self.STRIDES):
+            cls, obj = outs[i].reshape(-1), outs[i + n].reshape(-1)
+            score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
+            idx = np.flatnonzero(score >= self.score_threshold)  # row-major, as OpenCV
+            if not len(idx):
+                continue
+            grid = np.stack([idx % (pad_w // stride), idx // (pad_w // stride)], 1)
+            grid = grid.astype(np.float32)
+            bbox = outs[i + 2 * n].reshape(-1, 4)[idx]
+            kps = outs[i + 3 * n].reshape(-1, 5, 2)[idx]
+            size = np.exp(bbox[:, 2:]) * np.float32(stride)
+            corner = (grid + bbox[:, :2]) * np.float32(stride) - size / np.float32(2)
+            marks = (kps + grid[:, None]) * np.float32(stride)
+            rows.append(
+                np.hstack([corner, size, marks.reshape(-1, 10), score[idx, None]]).astype(
+                    np.float32
+                )
+            )
+        if not rows:
+            return np.zeros((0, 15), np.float32)
+        faces = np.concatenate(rows)
+        if len(faces) == 1:
+            return faces
+        # OpenCV runs NMS on the boxes truncated to integers (Rect2i)
+        boxes = np.trunc(faces[:, :4]).astype(np.float64)
+        keep = cv2.dnn.NMSBoxes(
+            boxes, faces[:, 14].tolist(), self.score_threshold, self.nms_iou, 1.0, self.top_k
+        )
+        return faces[np.asarray(keep, np.int64).reshape(-1)]
+
+
 class YuNetDetector(FaceDetector):
     """YuNet on an image pyramid, optionally confirmed by BlazeFace (see the module doc).
 
     Gives ``landmarks5``: (5, 2) pixels, in the order eye on the image left, eye on the image
     right, nose tip, mouth corner on the image left, mouth corner on the image right; and
     ``keypoints``: the first four of BlazeFace's six (eyes, nose tip, mouth centre).
+
+    ``backend``: ``"onnxruntime"`` (`YuNetOnnx`, one thread) or ``"opencv"``
+    (``cv2.FaceDetectorYN``, the former path); both give the same faces.
     """
 
     # Faces at least this wide (px at the finest level) need ``confident_threshold``: measured
@@ -108,9 +311,13 @@ class YuNetDetector(FaceDetector):
         verify: bool | None = None,
         verify_threshold: float = 0.5,
         dlib_box: bool = True,
+        backend: str = "onnxruntime",
     ) -> None:
         super().__init__()
+        if backend not in ("onnxruntime", "opencv"):
+            raise SelfswapError(f"YuNet backend must be 'onnxruntime' or 'opencv', not {backend!r}")
         self.name = "yunet"
+        self.backend = backend
         self.min_face = min_face
         self.score_threshold = score_threshold
         self.confident_threshold = confident_threshold
@@ -122,6 +329,8 @@ class YuNetDetector(FaceDetector):
         self._verifier: BlazeFaceDetector | None = None
 
     def _load(self) -> Any:
+        if self.backend == "onnxruntime":
+            return YuNetOnnx(self.score_threshold, self.nms_iou)
         if not opencv_yunet_available():
             raise SelfswapError("Detector 'yunet' needs OpenCV 4.8 or newer (cv2.FaceDetectorYN).")
         return create_yunet(self.score_threshold, self.nms_iou)
@@ -147,8 +356,11 @@ class YuNetDetector(FaceDetector):
         """Raw boxes (N, 4), landmarks (N, 5, 2), scores (N,) on one pyramid level (BGR),
         in the pixels of the w x h image."""
         net = self.model()
-        net.setInputSize((bgr.shape[1], bgr.shape[0]))
-        _, found = net.detect(bgr)
+        if isinstance(net, YuNetOnnx):
+            found = net.detect(bgr)
+        else:
+            net.setInputSize((bgr.shape[1], bgr.shape[0]))
+            _, found = net.detect(bgr)
         if found is None or not len(found):
             return np.zeros((0, 4)), np.zeros((0, 5, 2)), np.zeros(0)
         found = found.astype(np.float64)

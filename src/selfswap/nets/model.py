@@ -168,10 +168,13 @@ class SwapModel(nn.Module):
     config that carries its sections (`TrainConfig`).
     """
 
-    #: Gradient-free calls in eval mode after which the generator runs as a frozen
-    #: TorchScript graph (`selfswap.nets.frozen`: the same outputs, less Python per call);
+    #: Gradient-free calls in eval mode after which the generator runs as a frozen graph
+    #: (`selfswap.nets.frozen`: the same outputs to ~1e-6, less Python and faster kernels);
     #: 0: never. Inference sets it (`FaceSwapper`); a change to the weights drops the graph.
     freeze_after: int = 0
+    #: What runs the frozen generator: "onnx" (ONNX Runtime on the CPU where it can, else
+    #: TorchScript) or "torchscript" (`selfswap.nets.frozen.freeze`).
+    frozen_runtime: str = "onnx"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -203,6 +206,22 @@ class SwapModel(nn.Module):
         inputs = compose_guidance(g.image, shown, g.normals, g.silhouette, texture, visibility)
         return self._generator_run(inputs, z_id, z_app)(inputs, z_id, z_app)
 
+    def prepare_frozen(self) -> None:
+        """Make the ONNX export that the frozen generator runs from (`frozen_runtime`
+        "onnx") now, if it is not kept yet, so that this run uses it too; benchmarks call
+        it after loading."""
+        if self.frozen_runtime != "onnx":
+            return
+        config = self.generator.config
+        param = next(self.generator.parameters())
+        inputs = torch.rand(1, config.guidance_channels, config.size, config.size).to(param)
+        z_id = torch.rand(1, config.id_dim).to(param)
+        z_app = None
+        if self.appearance is not None:
+            z_app = torch.rand(1, config.appearance_dim).to(param)
+        with torch.no_grad():
+            freeze(self.generator, inputs, z_id, z_app, wait=True)
+
     def _generator_run(
         self, inputs: torch.Tensor, z_id: torch.Tensor, z_app: torch.Tensor | None
     ) -> Callable:
@@ -219,10 +238,16 @@ class SwapModel(nn.Module):
         if weights != self._frozen_weights:
             self._frozen.clear()
             self._frozen_weights = weights
-        key = (tuple(inputs.shape[1:]), inputs.dtype, inputs.device, z_app is None)
+        key = (
+            tuple(inputs.shape[1:]),
+            inputs.dtype,
+            inputs.device,
+            z_app is None,
+            self.frozen_runtime,
+        )
         if key not in self._frozen:
             self._calls += 1
             if self._calls < self.freeze_after:
                 return self.generator
-            self._frozen[key] = freeze(self.generator, inputs, z_id, z_app)
+            self._frozen[key] = freeze(self.generator, inputs, z_id, z_app, self.frozen_runtime)
         return self._frozen[key] or self.generator
