@@ -190,13 +190,21 @@ def test_a_second_thread_changes_no_pixel(
 
 
 def test_one_photo_runs_eagerly_and_the_next_frozen_with_the_same_pixels(astronaut, grace_hopper):
+    """After `selfswap models pull` (`prepare_runtimes`) the second swap runs the generator
+    in ONNX Runtime, with the first swap's pixels; the detector runs in ONNX Runtime too."""
+    from selfswap.face.yunet import YuNetOnnx
+    from selfswap.nets.frozen import OnnxRun
+    from selfswap.swap.bundle import prepare_runtimes
+
+    prepare_runtimes()
     swapper = FaceSwapper.load("default")
     source = swapper.source_identity([grace_hopper])
     faces = swapper.fast_analyzer.analyze(astronaut)
+    assert isinstance(swapper.fast_analyzer.detector.model(), YuNetOnnx)
     first, _ = swapper.swap_frame(astronaut, faces, source)
     assert not swapper.model._frozen  # a one-photo run pays no trace
     second, _ = swapper.swap_frame(astronaut, faces, source)
-    assert [f is not None for f in swapper.model._frozen.values()] == [True]
+    assert [type(f) for f in swapper.model._frozen.values()] == [OnnxRun]
     np.testing.assert_array_equal(first, second)
 
 

@@ -94,6 +94,13 @@ def cmd_models(args: argparse.Namespace) -> int:
             "Some model files are missing or corrupt; run `selfswap models pull`.", file=sys.stderr
         )
         return 1
+    if args.action == "pull" and not args.names:
+        from selfswap.swap.bundle import prepare_runtimes
+
+        try:  # a cache: without it the first swaps are slower, nothing fails
+            prepare_runtimes()
+        except Exception as exc:
+            print(f"note: the ONNX Runtime files were not prepared ({exc}).", file=sys.stderr)
     return 0
 
 

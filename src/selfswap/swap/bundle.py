@@ -59,6 +59,17 @@ def load_generator_side(path: Path) -> tuple[SwapModel, ModelConfig, dict]:
     return exported.load(path)
 
 
+def prepare_runtimes(model: str | Path = "default") -> None:
+    """Make the files ONNX Runtime runs from now (`$SELFSWAP_HOME/cache`): the face
+    detector's float32 YuNet and `model`'s generator export, so that the first swaps after
+    an install run as fast as later ones (`selfswap models pull` calls it)."""
+    from selfswap.face.yunet import YuNetOnnx
+
+    YuNetOnnx()
+    swap_model, _, _ = load_generator_side(resolve(model))
+    swap_model.prepare_frozen()
+
+
 def export(run: str | Path, out: str | Path, info: dict | None = None) -> Path:
     """Write the EMA generator + appearance encoder of `run` (a run, its best/ or one
     checkpoint folder) as fp16 safetensors at `out`, atomically. Returns `out`. The file's
