@@ -46,11 +46,11 @@ def test_same_as_opencv_face_recognizer(judge, astronaut, grace_hopper, tmp_path
     import cv2
     import onnx
 
-    from selfswap.eval.judge import _fold_quantization
+    from selfswap.models.onnx_fold import fold_quantization
     from selfswap.models.registry import model_path
 
     folded = tmp_path / "sface.onnx"
-    onnx.save(_fold_quantization(onnx.load(str(model_path("sface_int8bq")))), str(folded))
+    onnx.save(fold_quantization(onnx.load(str(model_path("sface_int8bq")))), str(folded))
     reference = cv2.FaceRecognizerSF.create(str(folded), "")
     for image in (astronaut, grace_hopper):
         bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)

@@ -24,6 +24,7 @@ import numpy as np
 
 from selfswap.face.detect import as_rgb_uint8
 from selfswap.face.yunet import create_yunet
+from selfswap.models.onnx_fold import fold_quantization
 from selfswap.models.registry import model_path
 
 # ArcFace's 5-point template for a 112x112 crop (eye on the image left first), as in OpenCV.
@@ -53,61 +54,12 @@ class JudgedFace:
         return float(self.box[2] - self.box[0])
 
 
-def _fold_quantization(model):
-    """Replace `DequantizeLinear(const int8, scale, zero point)` nodes by fp32 initializers
-    (per-tensor, per-axis and blocked), and drop graph inputs no node reads."""
-    from onnx import numpy_helper
-
-    graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
-    folded, keep = [], []
-    for node in graph.node:
-        if node.op_type != "DequantizeLinear" or not all(i in inits for i in node.input):
-            keep.append(node)
-            continue
-        q = numpy_helper.to_array(inits[node.input[0]]).astype(np.float32)
-        scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
-        zero = (
-            numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)
-            if len(node.input) > 2
-            else np.zeros_like(scale)
-        )
-        attrs = {a.name: a.i for a in node.attribute}
-        axis = attrs.get("axis", 1) % max(q.ndim, 1)
-        block = attrs.get("block_size", 0)
-        if scale.ndim == 0 or scale.size == 1:
-            value = (q - zero.reshape(())) * scale.reshape(())
-        elif block:
-            reps = [1] * q.ndim
-            reps[axis] = block
-            take = np.arange(q.shape[axis])
-            scale = np.kron(scale, np.ones(reps, np.float32)).take(take, axis=axis)
-            zero = np.kron(zero, np.ones(reps, np.float32)).take(take, axis=axis)
-            value = (q - zero) * scale
-        else:
-            shape = [1] * q.ndim
-            shape[axis] = -1
-            value = (q - zero.reshape(shape)) * scale.reshape(shape)
-        folded.append(numpy_helper.from_array(value.astype(np.float32), node.output[0]))
-    del graph.node[:]
-    graph.node.extend(keep)
-    graph.initializer.extend(folded)
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    live = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(live)
-    inputs = [i for i in graph.input if i.name in used and i.name not in {t.name for t in live}]
-    del graph.input[:]
-    graph.input.extend(inputs)
-    return model
-
-
 @cache
 def _sface_session():
     import onnx
     import onnxruntime as ort
 
-    model = _fold_quantization(onnx.load(str(model_path("sface_int8bq"))))
+    model = fold_quantization(onnx.load(str(model_path("sface_int8bq"))))
     options = ort.SessionOptions()
     options.log_severity_level = 3
     return ort.InferenceSession(

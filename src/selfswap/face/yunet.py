@@ -60,6 +60,7 @@ from selfswap.face.detect import (
     litert_available,
 )
 from selfswap.io.files import atomic_write
+from selfswap.models.onnx_fold import fold_quantization
 from selfswap.models.registry import catalog, model_path
 from selfswap.paths import selfswap_home
 
@@ -91,24 +92,7 @@ def opencv_yunet_available() -> bool:
 
 
 #: Bump when `_converted_model_bytes` changes, so that copies kept from before are not used.
-_CONVERSION_VERSION = 1
-
-
-def _dequantized(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, block: int):
-    """``DequantizeLinear`` of a constant: per-tensor, per-axis or blocked (``block_size``)."""
-    q = q.astype(np.float32)
-    scale, zero = scale.astype(np.float32), zero.astype(np.float32)
-    if scale.size == 1:
-        return (q - zero.reshape(())) * scale.reshape(())
-    axis %= q.ndim
-    if block:  # scale / zero point hold one value per block of ``block`` along ``axis``
-        take = np.arange(q.shape[axis])
-        scale = np.repeat(scale, block, axis=axis).take(take, axis=axis)
-        zero = np.repeat(zero, block, axis=axis).take(take, axis=axis)
-        return (q - zero) * scale
-    shape = [1] * q.ndim
-    shape[axis] = -1
-    return (q - zero.reshape(shape)) * scale.reshape(shape)
+_CONVERSION_VERSION = 2
 
 
 def _kept_model_path() -> Path:
@@ -140,39 +124,9 @@ def _converted_model_bytes() -> bytes:
     """The YuNet file made loadable by ONNX Runtime: every ``DequantizeLinear`` of constants
     folded into an fp32 initializer, the input's height and width left free."""
     import onnx
-    from onnx import helper, numpy_helper
 
-    model = onnx.load(str(model_path(MODEL)))
+    model = fold_quantization(onnx.load(str(model_path(MODEL))))
     graph = model.graph
-    values = {t.name: t for t in graph.initializer}
-    for node in graph.node:
-        attrs = node.attribute
-        if node.op_type == "Constant" and len(attrs) == 1 and attrs[0].name == "value":
-            values[node.output[0]] = attrs[0].t
-
-    def array(name: str) -> np.ndarray:
-        return numpy_helper.to_array(values[name])
-
-    keep, folded = [], []
-    for node in graph.node:
-        inputs = [i for i in node.input if i]
-        if node.op_type != "DequantizeLinear" or not all(i in values for i in inputs):
-            keep.append(node)
-            continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        scale = array(inputs[1])
-        zero = array(inputs[2]) if len(inputs) > 2 else np.zeros_like(scale)
-        value = _dequantized(
-            array(inputs[0]), scale, zero, attrs.get("axis", 1), attrs.get("block_size", 0)
-        )
-        folded.append(numpy_helper.from_array(value.astype(np.float32), node.output[0]))
-    del graph.node[:]
-    graph.node.extend(keep)
-    graph.initializer.extend(folded)
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    live = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(live)
     del graph.value_info[:]  # shapes recorded for the 640x640 export
     dims = graph.input[0].type.tensor_type.shape.dim
     dims[2].dim_param, dims[3].dim_param = "height", "width"
