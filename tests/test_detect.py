@@ -428,3 +428,21 @@ def test_yunet_converted_file_is_kept_and_a_damaged_copy_made_again(
     kept.write_bytes(converted[:1000])
     assert len(yunet.YuNetOnnx().detect(bgr)) == count
     assert kept.read_bytes() == converted
+
+
+def test_yunet_levels_on_a_second_thread_find_the_same_faces(yunet_images: dict) -> None:
+    """The coarser pyramid levels scanned on a second thread (the default) give exactly the
+    faces of scanning them one after the other."""
+    yunet_or_skip()
+    detector = get_detector("yunet")
+    for bgr, count in yunet_images.values():
+        image = cv2.cvtColor(cv2.resize(bgr, (1000, 700)), cv2.COLOR_BGR2RGB)
+        assert len(detector.levels(*image.shape[:2])) > 1
+        detector.concurrent_levels = True
+        both = detector.detect(image)
+        detector.concurrent_levels = False
+        one = detector.detect(image)
+        assert len(both) == count
+        assert [(d.box, d.score) for d in both] == [(d.box, d.score) for d in one]
+        for a, b in zip(both, one, strict=True):
+            np.testing.assert_array_equal(a.landmarks5, b.landmarks5)
