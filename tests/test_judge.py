@@ -46,7 +46,7 @@ def test_same_as_opencv_face_recognizer(judge, astronaut, grace_hopper, tmp_path
     import cv2
     import onnx
 
-    from selfswap.models.onnx_fold import fold_quantization
+    from selfswap.models.onnx_files import fold_quantization
     from selfswap.models.registry import model_path
 
     folded = tmp_path / "sface.onnx"

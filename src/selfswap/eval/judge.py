@@ -24,7 +24,7 @@ import numpy as np
 
 from selfswap.face.detect import as_rgb_uint8
 from selfswap.face.yunet import create_yunet
-from selfswap.models.onnx_fold import fold_quantization
+from selfswap.models.onnx_files import cpu_session, fold_quantization
 from selfswap.models.registry import model_path
 
 # ArcFace's 5-point template for a 112x112 crop (eye on the image left first), as in OpenCV.
@@ -57,14 +57,9 @@ class JudgedFace:
 @cache
 def _sface_session():
     import onnx
-    import onnxruntime as ort
 
     model = fold_quantization(onnx.load(str(model_path("sface_int8bq"))))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    return cpu_session(model.SerializeToString())
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -97,15 +97,10 @@ class TDDFA:
 
     @cached_property
     def _session(self):
-        import onnxruntime as ort
+        from selfswap.models.onnx_files import cpu_session
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
         # Idle ONNX Runtime threads spin by default and starve PyTorch running next to them.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(
-            str(model_path("tddfa_mb1")), options, providers=["CPUExecutionProvider"]
-        )
+        return cpu_session(model_path("tddfa_mb1"), spinning=False)
 
     @cached_property
     def _stats(self) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,6 @@ The coarser levels are scanned on a second thread while the finest is
 
 from __future__ import annotations
 
-import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -62,8 +61,7 @@ from selfswap.face.detect import (
     _iou,
     litert_available,
 )
-from selfswap.io.files import atomic_write
-from selfswap.models.onnx_fold import fold_quantization
+from selfswap.models.onnx_files import cpu_session, fold_quantization, keep, open_kept
 from selfswap.models.registry import catalog, model_path
 from selfswap.paths import selfswap_home
 
@@ -99,27 +97,10 @@ _CONVERSION_VERSION = 2
 
 
 def _kept_model_path() -> Path:
-    """Where the converted file is kept (`_onnx_model_bytes`): named by the source's sha256,
-    so a different YuNet file gets its own."""
+    """Where the converted file is kept (`YuNetOnnx`): named by the source's sha256, so a
+    different YuNet file gets its own."""
     digest = catalog()[MODEL].sha256[:16]
     return selfswap_home() / "cache" / f"yunet_fp32_v{_CONVERSION_VERSION}_{digest}.onnx"
-
-
-def _onnx_model_bytes(fresh: bool = False) -> bytes:
-    """The YuNet file made loadable by ONNX Runtime (`_converted_model_bytes`), from
-    `$SELFSWAP_HOME/cache` once converted: the conversion needs the `onnx` package, whose
-    import alone takes ~1.7 s. `fresh`: convert again and replace the kept copy."""
-    model_path(MODEL)  # a missing or damaged model file is still reported as such
-    kept = _kept_model_path()
-    if not fresh:
-        try:
-            return kept.read_bytes()
-        except OSError:
-            pass
-    converted = _converted_model_bytes()
-    with contextlib.suppress(Exception):  # a cache that cannot be written is no error
-        atomic_write(kept, lambda tmp: tmp.write_bytes(converted))
-    return converted
 
 
 @cache
@@ -157,23 +138,18 @@ class YuNetOnnx:
         top_k: int = 5000,
         threads: int = 1,
     ) -> None:
-        import onnxruntime as ort
-
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
         self.top_k = top_k
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # no "Removing initializer" warnings
-        try:
-            self.session = ort.InferenceSession(
-                _onnx_model_bytes(), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception:  # a damaged kept copy: convert the model file again
-            self.session = ort.InferenceSession(
-                _onnx_model_bytes(fresh=True), options, providers=["CPUExecutionProvider"]
-            )
+        model_path(MODEL)  # a missing or damaged model file is still reported as such
+        # converted once and kept: the conversion needs the `onnx` package, whose import
+        # alone takes ~1.7 s
+        kept = open_kept(_kept_model_path(), threads)
+        if kept is None:
+            converted = _converted_model_bytes()
+            keep(_kept_model_path(), converted)
+            kept = converted, cpu_session(converted, threads)
+        self.session = kept[1]
         self._input = self.session.get_inputs()[0].name
         names = [o.name for o in self.session.get_outputs()]
         self._outputs = [

@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from selfswap.models.onnx_files import cpu_session, keep, open_kept
+
 Run = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 #: Bump when the export changes, so that cached graphs from before are not used.
@@ -126,15 +128,12 @@ class OnnxRun:
     @classmethod
     def open(cls, path: Path, inputs: int) -> OnnxRun | None:
         """The export kept at `path`; None where there is none (a damaged one is removed)."""
-        try:
-            kept = cls(path.read_bytes(), inputs)
-        except OSError:
+        threads = torch.get_num_threads()
+        found = open_kept(path, threads)  # a damaged one is removed: exported again
+        if found is None:
             return None
-        try:
-            kept.session(torch.get_num_threads())
-        except Exception:  # damaged: it will be exported again
-            path.unlink(missing_ok=True)
-            return None
+        kept = cls(found[0], inputs)
+        kept._sessions[threads] = found[1]
         return kept
 
     @classmethod
@@ -176,15 +175,7 @@ class OnnxRun:
         """The ONNX Runtime session that runs on `threads` threads."""
         with self._lock:
             if threads not in self._sessions:
-                import onnxruntime as ort
-
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = threads
-                options.inter_op_num_threads = 1
-                options.log_severity_level = 3
-                self._sessions[threads] = ort.InferenceSession(
-                    self.graph, options, providers=["CPUExecutionProvider"]
-                )
+                self._sessions[threads] = cpu_session(self.graph, threads)
             return self._sessions[threads]
 
     def __call__(
@@ -217,10 +208,8 @@ KEEP_GRAPHS = 8
 def _store(path: Path, graph: bytes) -> None:
     """Keep the graph for later runs, and only the last `KEEP_GRAPHS` of them; a cache that
     cannot be written is no error."""
-    from selfswap.io.files import atomic_write
-
-    with contextlib.suppress(Exception):
-        atomic_write(path, lambda tmp: tmp.write_bytes(graph))
+    keep(path, graph)
+    with contextlib.suppress(OSError):
         kept = sorted(path.parent.glob("generator_*.onnx"), key=lambda p: p.stat().st_mtime)
         for old in kept[:-KEEP_GRAPHS]:
             old.unlink(missing_ok=True)

@@ -1,4 +1,5 @@
-"""Quantised ONNX files made loadable by ONNX Runtime.
+"""ONNX files for ONNX Runtime: CPU sessions, graphs kept in the cache, quantised files made
+loadable.
 
 OpenCV Zoo's int8 files (YuNet, SFace) quantise their weights in blocks (`DequantizeLinear`
 with `block_size`), which ONNX Runtime's CPU kernels refuse. Their weights are constants, so
@@ -8,7 +9,52 @@ with, as a graph any runtime takes.
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+
+
+def cpu_session(model: bytes | str | Path, threads: int | None = None, spinning: bool = True):
+    """An ONNX Runtime session on the CPU for `model` (a file or its bytes), quiet (no
+    "Removing initializer" warnings); `threads` intra-op threads (None: the runtime's
+    choice) and one inter-op; `spinning` False keeps idle threads from spinning (they starve
+    PyTorch running next to them)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def open_kept(path: Path, threads: int | None = None) -> tuple[bytes, Any] | None:
+    """The graph kept at `path` and a `cpu_session` of it; None where there is none, and
+    where it is damaged (then it is removed, to be made again)."""
+    try:
+        graph = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        return graph, cpu_session(graph, threads)
+    except Exception:
+        path.unlink(missing_ok=True)
+        return None
+
+
+def keep(path: Path, graph: bytes) -> None:
+    """Keep `graph` at `path` (atomically) for later runs; a cache that cannot be written is
+    no error."""
+    from selfswap.io.files import atomic_write
+
+    with contextlib.suppress(Exception):
+        atomic_write(path, lambda tmp: tmp.write_bytes(graph))
 
 
 def dequantized(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, block: int):
