@@ -169,6 +169,43 @@ def test_texture_mirror_fills_what_the_partner_photo_did_not_see(train_faces):
     assert gained > 50, gained  # pixels of visibility gained over the set (148 measured)
 
 
+def test_source_degrade_softens_only_the_partner_photos_detail(train_faces):
+    """`data.source_degrade`: the same cross-photo items (same partners, same geometry and
+    visibility) with the partner's texture robbed of fine detail (shrunk, JPEG, enlarged),
+    its colours and layout kept; off, the items are those of runs before the option."""
+    import cv2
+
+    from selfswap.data.dataset import FaceDataset
+    from selfswap.samae.config import SamaeConfig
+    from selfswap.train.batches import MaskedFaces, degrade_source
+
+    faces = FaceDataset(train_faces)
+    plain, soft = (
+        MaskedFaces(faces, SamaeConfig(), 0, source_texture=True, cross_photo=1.0,
+                    source_degrade=p)
+        for p in (0.0, 1.0)
+    )  # fmt: skip
+    reference = MaskedFaces(faces, SamaeConfig(), 0, source_texture=True, cross_photo=1.0)
+
+    def fine(texture: torch.Tensor, seen: torch.Tensor) -> float:
+        grey = texture.mean(0).numpy()
+        return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F))[seen.numpy()].mean())
+
+    for index in range(len(faces)):
+        a, b = plain[(0, index)], soft[(0, index)]
+        assert torch.equal(a["texture"], reference[(0, index)]["texture"])  # off = before
+        assert torch.equal(a["source_embedding"], b["source_embedding"])
+        assert torch.equal(a["visibility"], b["visibility"])
+        seen = (a["visibility"][0] > 0.999) & (b["visibility"][0] > 0.999)
+        assert fine(b["texture"], seen) < 0.8 * fine(a["texture"], seen)
+        assert float((b["texture"] - a["texture"])[:, seen].mean(1).abs().max()) < 0.03
+
+    crop = faces.load_crop(0)
+    again = degrade_source(crop, np.random.default_rng(3))
+    assert again.shape == crop.shape and again.dtype == np.uint8
+    assert np.array_equal(again, degrade_source(crop, np.random.default_rng(3)))
+
+
 def test_source_only_faces_are_partners_but_never_targets(train_faces):
     """`data.source_only` keeps a set's faces out of the targets and the previews, while
     cross-photo items still take their texture and identity code from them."""
@@ -205,3 +242,20 @@ def test_source_only_faces_are_partners_but_never_targets(train_faces):
         )
         partners |= set(match.tolist())
     assert partners and partners <= set(hopper[1:].tolist())
+
+
+def test_degrade_config_is_the_default_run_with_degraded_partners():
+    """configs/default-v2-degrade-128.yaml differs from the default run's config only by
+    `data.source_degrade` (and its output folder), so the two compare at equal steps."""
+    from pathlib import Path
+
+    from selfswap.config import load_config
+    from selfswap.train.config import TrainConfig
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    base = load_config(TrainConfig, configs / "default-v2-128.yaml").validate()
+    arm = load_config(TrainConfig, configs / "default-v2-degrade-128.yaml").validate()
+    assert base.data.source_degrade == TrainConfig().data.source_degrade == 0.0
+    assert arm.data.source_degrade == 0.3
+    arm.data.source_degrade, arm.out = base.data.source_degrade, base.out
+    assert arm == base

@@ -68,6 +68,29 @@ def jitter_source(
     return out, camera_to_crop(np.asarray(camera, np.float64), matrix)
 
 
+#: `degrade_source`: the face is shrunk to this share of its size ...
+DEGRADE_SCALE = (0.2, 0.6)
+#: ... and saved as a JPEG of this quality, then brought back to R.
+DEGRADE_QUALITY = (30, 85)
+
+
+def degrade_source(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A source crop `(R, R, 3)` uint8 as a small, compressed photo of the face shows it:
+    reduced by a factor in `DEGRADE_SCALE` (area filter), JPEG-compressed at a quality in
+    `DEGRADE_QUALITY`, and enlarged back to R (bilinear). The camera is unchanged: the face
+    stays where it was, only its detail is lost."""
+    import cv2
+
+    r = crop.shape[0]
+    side = max(int(round(r * rng.uniform(*DEGRADE_SCALE))), 8)
+    small = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+    quality = int(rng.integers(DEGRADE_QUALITY[0], DEGRADE_QUALITY[1] + 1))
+    ok, encoded = cv2.imencode(".jpg", small[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if ok:
+        small = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1]
+    return cv2.resize(np.ascontiguousarray(small), (r, r), interpolation=cv2.INTER_LINEAR)
+
+
 class MaskedFaces(Dataset):
     """`FaceDataset` rows with training masks. Indexed by `(epoch, index)`.
 
@@ -85,6 +108,8 @@ class MaskedFaces(Dataset):
     (`jitter_source`). Those other photos come from `sources` (default: the pool), which
     may hold faces that are never targets themselves. `texture_mirror`: how far what the
     source did not see is filled from its mirror image (`render_source_texture`'s `mirror`).
+    `source_degrade`: the share of cross-photo samples whose other photo is degraded first
+    (`degrade_source`).
     """
 
     def __init__(
@@ -99,6 +124,7 @@ class MaskedFaces(Dataset):
         cross_photo: float = 0.5,
         sources: np.ndarray | None = None,
         texture_mirror: float = 0.0,
+        source_degrade: float = 0.0,
     ) -> None:
         self.faces = faces
         self.samae = samae
@@ -110,6 +136,7 @@ class MaskedFaces(Dataset):
         self.cross_photo = cross_photo
         self.sources = self.pool if sources is None else np.asarray(sources)
         self.texture_mirror = float(texture_mirror)
+        self.source_degrade = float(source_degrade)
         self._people: dict[int, np.ndarray] | None = None
 
     def same_person(self, index: int) -> np.ndarray:
@@ -135,6 +162,8 @@ class MaskedFaces(Dataset):
         camera = self.faces.arrays["camera"][source]
         if source == index:
             crop, camera = jitter_source(crop, camera, rng)
+        elif self.source_degrade > 0 and rng.random() < self.source_degrade:
+            crop = degrade_source(crop, rng)  # no draw when off: older runs' samples stay
         source_geometry = Geometry(
             self.faces.arrays["shape"][source][None],
             self.faces.arrays["expression"][source][None],

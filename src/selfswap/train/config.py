@@ -38,6 +38,10 @@ class DataConfig:
     # from its mirror image across the face (`render_source_texture`'s `mirror`), as the
     # swap does by default (`SwapConfig.mirror`); 0 = left to the generator
     texture_mirror: float = 0.0
+    # with generator.source_texture: share of cross-photo samples whose other photo is first
+    # shrunk to a face of 20-60 % of its size and JPEG-compressed (`degrade_source`), as
+    # a small or poor source photo in the wild is; 0 = off (every run before this option)
+    source_degrade: float = 0.0
     # merged sets (folder names, the first part of each face's `source`) whose faces are
     # only ever the other photo of a person in cross-photo samples, never a target: e.g.
     # tight crops whose canonical crop is mostly padding where SAMAE needs context

@@ -273,6 +273,7 @@ class Trainer:
             source_texture=config.generator.source_texture,
             cross_photo=config.data.cross_photo,
             texture_mirror=config.data.texture_mirror,
+            source_degrade=config.data.source_degrade,
             sources=np.concatenate([self.train_rows, self.source_rows]),
         )
         dev = self.device
