@@ -191,7 +191,10 @@ def test_a_second_thread_changes_no_pixel(
 
 def test_one_photo_runs_eagerly_and_the_next_frozen_with_the_same_pixels(astronaut, grace_hopper):
     """After `selfswap models pull` (`prepare_runtimes`) the second swap runs the generator
-    in ONNX Runtime, with the first swap's pixels; the detector runs in ONNX Runtime too."""
+    in ONNX Runtime, with the first swap's pixels; the detector runs in ONNX Runtime too.
+    ONNX Runtime sums in another order than PyTorch (~1e-6 apart), so a value that lies on
+    a rounding boundary may come out one grey level off: bit-identical on an EPYC without
+    AVX-512, 8 of 786,432 values off by 1 on one with it."""
     from selfswap.face.yunet import YuNetOnnx
     from selfswap.nets.frozen import OnnxRun
     from selfswap.swap.bundle import prepare_runtimes
@@ -205,7 +208,8 @@ def test_one_photo_runs_eagerly_and_the_next_frozen_with_the_same_pixels(astrona
     assert not swapper.model._frozen  # a one-photo run pays no trace
     second, _ = swapper.swap_frame(astronaut, faces, source)
     assert [type(f) for f in swapper.model._frozen.values()] == [OnnxRun]
-    np.testing.assert_array_equal(first, second)
+    off = np.abs(first.astype(int) - second.astype(int))
+    assert off.max() <= 1 and np.count_nonzero(off) < 1e-4 * off.size, np.count_nonzero(off)
 
 
 def test_exposure_gains_leave_normal_faces_alone(astronaut):
