@@ -144,20 +144,23 @@ def test_source_texture_items_pair_photos_of_one_person(train_faces):
     assert torch.equal(again["texture"], own["texture"])
 
 
+def cross_photo_items(faces, **options):
+    """`MaskedFaces` of `faces` whose items all take their texture from another photo of
+    the same person (seed 0), with these options."""
+    from selfswap.samae.config import SamaeConfig
+    from selfswap.train.batches import MaskedFaces
+
+    return MaskedFaces(faces, SamaeConfig(), 0, source_texture=True, cross_photo=1.0, **options)
+
+
 def test_texture_mirror_fills_what_the_partner_photo_did_not_see(train_faces):
     """`data.texture_mirror`: the same cross-photo items (same seed, same partners), with the
     surface the partner photo did not see painted from its mirror image: visibility only
     grows, grows somewhere, and where the partner saw the surface the texture stays."""
     from selfswap.data.dataset import FaceDataset
-    from selfswap.samae.config import SamaeConfig
-    from selfswap.train.batches import MaskedFaces
 
     faces = FaceDataset(train_faces)
-    plain, filled = (
-        MaskedFaces(faces, SamaeConfig(), 0, source_texture=True, cross_photo=1.0,
-                    texture_mirror=m)
-        for m in (0.0, 1.0)
-    )  # fmt: skip
+    plain, filled = (cross_photo_items(faces, texture_mirror=m) for m in (0.0, 1.0))
     gained = 0.0
     for index in range(len(faces)):
         a, b = plain[(0, index)], filled[(0, index)]
@@ -176,16 +179,11 @@ def test_source_degrade_softens_only_the_partner_photos_detail(train_faces):
     import cv2
 
     from selfswap.data.dataset import FaceDataset
-    from selfswap.samae.config import SamaeConfig
-    from selfswap.train.batches import MaskedFaces, degrade_source
+    from selfswap.train.batches import degrade_source
 
     faces = FaceDataset(train_faces)
-    plain, soft = (
-        MaskedFaces(faces, SamaeConfig(), 0, source_texture=True, cross_photo=1.0,
-                    source_degrade=p)
-        for p in (0.0, 1.0)
-    )  # fmt: skip
-    reference = MaskedFaces(faces, SamaeConfig(), 0, source_texture=True, cross_photo=1.0)
+    plain, soft = (cross_photo_items(faces, source_degrade=p) for p in (0.0, 1.0))
+    reference = cross_photo_items(faces)
 
     def fine(texture: torch.Tensor, seen: torch.Tensor) -> float:
         grey = texture.mean(0).numpy()
