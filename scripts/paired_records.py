@@ -16,17 +16,23 @@ import numpy as np
 
 METRICS = (
     "sface_source", "sface_target", "sharpness", "seam", "pose_error", "expression_error",
-    "shape_error",
+    "shape_error", "closer",
 )  # fmt: skip
 
 
 def swaps(path: Path) -> dict[int, dict]:
-    """{pair: record} of the swap records with a face found."""
+    """{pair: record} of the swap records with a face found, each with `closer` added: 1 where
+    the judge puts the swap nearer the source than the target (issue #15's "closer to the
+    source"), 0 where not, NaN where it found no face."""
     out = {}
     with path.open() as f:
         for line in f:
             record = json.loads(line)
             if record.get("kind") == "swap" and record.get("found"):
+                source = record.get("sface_source", np.nan)
+                target = record.get("sface_target", np.nan)
+                judged = np.isfinite(source) and np.isfinite(target)
+                record["closer"] = float(source > target) if judged else np.nan
                 out[record["pair"]] = record
     return out
 

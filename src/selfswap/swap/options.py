@@ -38,7 +38,10 @@ STEADY_HELP = (
     "video: keep the previous frame's swap where the footage is still, against shimmer "
     "(0 = off, 1 = full)"
 )
-PASTE_HELP = "face: put back the face regions only (default); mask: all the model repainted"
+PASTE_HELP = (
+    "face: put back the face regions only (default; crisp edges); mask: all the model "
+    "repainted, the source's face outline included (more like the source, softer edges)"
+)
 KEEP_MOUTH_HELP = "true: keep the target's own inner mouth (teeth, tongue), e.g. for talking videos"
 OCCLUSION_HELP = (
     "keep what covers the target face in front of the swap: hands (MediaPipe hands), "
