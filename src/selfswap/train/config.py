@@ -64,6 +64,10 @@ class LossConfig:
     # cut dlib's chips outside bf16 autocast, on an exact fp32 sampling grid (off: inside it,
     # up to 0.6 px off at 128 px, as every run before this option; docs/decisions.md)
     dlib_chips_fp32: bool = False
+    # L1 of pixel differences (edges) on the ring either side of the face region's outline,
+    # inside the mask: the band a paste of the whole mask shows (docs/decisions.md); 0 = off
+    outline: float = 0.0
+    outline_width: float = 0.08  # the ring's half-width, fraction of the crop size
     gan: float = 0.05
     feature_matching: float = 1.0  # discriminator feature matching
     gan_start: int = 0  # step at which the GAN losses switch on
@@ -138,7 +142,7 @@ class TrainConfig:
             raise ConfigError("steps must be >= 0 and batch_size >= 1.")
         if not 0 <= self.loss.identity_fraction <= 1:
             raise ConfigError("loss.identity_fraction must be in [0, 1].")
-        for name in ("identity", "id_facenet", "id_feature_match"):
+        for name in ("identity", "id_facenet", "id_feature_match", "outline", "outline_width"):
             if getattr(self.loss, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0.")
         if self.loss.perceptual:

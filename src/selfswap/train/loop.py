@@ -512,6 +512,12 @@ class Trainer:
                     structural = 1 - losses.ms_ssim(fake[keep], image[keep])
                     total = total + lw.ms_ssim * structural
                     logs["ms_ssim"] = float(structural.detach())
+                if lw.outline:
+                    width = round(lw.outline_width * image.shape[-1])
+                    band = losses.outline_band(b["face_region"], mask, width)
+                    edges = losses.band_gradient_loss(raw[keep], image[keep], band[keep])
+                    total = total + lw.outline * edges
+                    logs["outline"] = float(edges.detach())
         self._mark("recon_loss")
         if self.id_loss is not None:
             rows = self._identity_rows(keep, seesaw, gen)

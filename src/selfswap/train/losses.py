@@ -1,4 +1,4 @@
-"""Losses: L1 and MS-SSIM reconstruction, identity, hinge GAN and feature matching.
+"""Losses: L1 and MS-SSIM reconstruction, edges on the face's outline, identity, hinge GAN and
 
 All take batched tensors in [0, 1] unless stated and return a scalar. `IdentityLoss` holds
 the frozen face-recognition networks of the identity terms (dlib's ResNet and FaceNet; never
@@ -77,6 +77,39 @@ def reconstruction_loss(
         loss = loss + ms_ssim_weight * structural
         logs["ms_ssim"] = float(structural)
     return loss, logs
+
+
+def outline_band(face_region: torch.Tensor, mask: torch.Tensor, width: int) -> torch.Tensor:
+    """The ring `width` px either side of the face region's outline, inside the mask: where
+    the face's edge (cheeks, jaw, temples) meets hair and background, `(B, 1, R, R)` in [0, 1]."""
+    if width < 1:
+        return torch.zeros_like(mask)
+    size = 2 * width + 1
+    grown = F.max_pool2d(face_region, size, stride=1, padding=width)
+    shrunk = -F.max_pool2d(-face_region, size, stride=1, padding=width)
+    return (grown - shrunk).clamp(0, 1) * mask
+
+
+def band_gradient_loss(
+    output: torch.Tensor, target: torch.Tensor, band: torch.Tensor, scales: int = 2
+) -> torch.Tensor:
+    """L1 between the horizontal and vertical pixel differences of `output` and `target`
+    `(B, C, R, R)`, weighted by `band` `(B, 1, R, R)`, over `scales` resolutions (each half the
+    last): a soft or misplaced edge costs here even where its colours average out right."""
+    loss = output.new_zeros(())
+    for scale in range(scales):
+        if scale:
+            output, target = F.avg_pool2d(output, 2), F.avg_pool2d(target, 2)
+            band = F.avg_pool2d(band, 2)
+        error, weight = output.new_zeros(()), output.new_zeros(())
+        for dim in (2, 3):
+            length = output.shape[dim] - 1
+            diff = output.diff(dim=dim) - target.diff(dim=dim)
+            pair = torch.minimum(band.narrow(dim, 0, length), band.narrow(dim, 1, length))
+            error = error + (diff.abs() * pair).sum()
+            weight = weight + pair.sum() * output.shape[1]
+        loss = loss + error / weight.clamp_min(1e-6)
+    return loss / scales
 
 
 def identity_loss(embedding: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
