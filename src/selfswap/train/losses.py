@@ -1,4 +1,5 @@
 """Losses: L1 and MS-SSIM reconstruction, edges on the face's outline, identity, hinge GAN and
+feature matching.
 
 All take batched tensors in [0, 1] unless stated and return a scalar. `IdentityLoss` holds
 the frozen face-recognition networks of the identity terms (dlib's ResNet and FaceNet; never
