@@ -16,6 +16,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run best on one thread, and a second one can be starved by other jobs
+    on a 2-core machine (every OpenMP barrier then waits for a time slice)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     from selfswap.samples import astronaut

@@ -16,13 +16,7 @@ from selfswap.train import losses
 from selfswap.train.config import TrainConfig
 from selfswap.train.loop import Trainer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

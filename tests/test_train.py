@@ -38,14 +38,7 @@ def faces(train_faces) -> Path:
     return train_faces
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run best on one thread, and a second one can be starved by other jobs
-    on a 2-core machine (every OpenMP barrier then waits for a time slice)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def params(trainer: Trainer) -> dict[str, torch.Tensor]:
