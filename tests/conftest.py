@@ -20,12 +20,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def one_torch_thread():
     """Tiny models run best on one thread, and a second one can be starved by other jobs
     on a 2-core machine (every OpenMP barrier then waits for a time slice)."""
-    import torch
+    from selfswap.swap.threads import torch_threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")
