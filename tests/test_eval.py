@@ -149,19 +149,75 @@ def test_read_pairs_refuses_broken_pair_files(tmp_path):
     assert read_pairs(good, images=tmp_path)[0].source_person == "a"
 
 
+def wild_set(tmp_path: Path, identities: str) -> tuple[Path, Path]:
+    """`(pair file, image folder)` of an in-the-wild set with the `identities` table (CSV
+    text) and two pairs: 1.jpg (ref 2.jpg) into 3.jpg, 3.jpg (ref 4.jpg) into 1.jpg."""
+    images = tmp_path / "wild" / "images"
+    images.mkdir(parents=True)
+    (tmp_path / "wild" / "identity.csv").write_text(identities)
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("source\tsource_id_ref\ttarget\n1.jpg\t2.jpg\t3.jpg\n3.jpg\t4.jpg\t1.jpg\n")
+    return tsv, images
+
+
 def test_pairs_take_people_from_an_identity_table(tmp_path):
     """In-the-wild sets keep all photos in one folder; `identity.csv` beside it names the
     people and flags the ones unseen in training."""
-    images = tmp_path / "wild" / "images"
-    images.mkdir(parents=True)
-    (tmp_path / "wild" / "identity.csv").write_text(
-        "file,identity,in_celeba_small\n1.jpg,7,1\n2.jpg,7,1\n3.jpg,9,0\n4.jpg,9,0\n"
-    )
-    tsv = tmp_path / "pairs.tsv"
-    tsv.write_text("source\tsource_id_ref\ttarget\n1.jpg\t2.jpg\t3.jpg\n3.jpg\t4.jpg\t1.jpg\n")
+    table = "file,identity,in_celeba_small\n1.jpg,7,1\n2.jpg,7,1\n3.jpg,9,0\n4.jpg,9,0\n"
+    tsv, images = wild_set(tmp_path, table)
     first, second = read_pairs(tsv, images=images)
     assert (first.source_person, first.unseen) == ("7", False)
     assert (second.source_person, second.unseen) == ("9", True)
+
+
+def test_pairs_can_swap_from_several_photos_of_the_source(tmp_path):
+    """`source_photos` K adds up to K-1 more photos of the source person, never the pair's
+    reference or target; it needs the identity table."""
+    table = "file,identity\n1.jpg,7\n2.jpg,7\n6.jpg,7\n5.jpg,7\n3.jpg,9\n4.jpg,9\n"
+    tsv, images = wild_set(tmp_path, table)
+    assert [p.more_sources for p in read_pairs(tsv, images=images)] == [(), ()]
+    first, second = read_pairs(tsv, images=images, source_photos=3)
+    assert first.more_sources == (images / "5.jpg", images / "6.jpg")
+    assert second.more_sources == ()  # person 9 has no photo besides source and reference
+    assert read_pairs(tsv, images=images, source_photos=2)[0].more_sources == (images / "5.jpg",)
+    with pytest.raises(SelfswapError, match="at least 1"):
+        read_pairs(tsv, images=images, source_photos=0)
+    (tmp_path / "wild" / "identity.csv").unlink()
+    with pytest.raises(SelfswapError, match="no identity.csv"):
+        read_pairs(tsv, images=images, source_photos=2)
+
+
+def test_harness_swaps_from_several_source_photos(describe, tmp_path, astronaut, grace_hopper):
+    """Each swap gets all of its source photos, the records say how many, the shape error is
+    measured against their average shape, and a folder made with another count is not
+    resumed."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name, image in [("h1.png", grace_hopper), ("h2.png", grace_hopper[:, ::-1]),
+                        ("h3.png", grace_hopper[20:, 10:]), ("a.png", astronaut)]:  # fmt: skip
+        save_image(images / name, image)
+    (tmp_path / "identity.csv").write_text("file,identity\nh1.png,h\nh2.png,h\nh3.png,h\n")
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("source\tsource_id_ref\ttarget\nh1.png\th3.png\ta.png\n")
+
+    class Counting(NoSwap):
+        name = "counting"
+
+        def swap(self, source, target):
+            seen.append(len(source) if isinstance(source, list) else 1)
+            return super().swap(source, target)
+
+    seen: list[int] = []
+    out = tmp_path / "ev"
+    pairs = read_pairs(tsv, images=images, source_photos=2)
+    result = evaluate([Counting()], pairs, out, recon=0, progress=False)
+    (record,) = result["records"]["counting"]
+    assert seen == [2] and record["sources"] == 2
+    one, two = describe(grace_hopper), describe(grace_hopper[:, ::-1].copy())
+    std = np.asarray(result["inputs"][0]["source"].shape)
+    assert np.allclose(std, (one.shape + two.shape) / 2, atol=1e-4)
+    with pytest.raises(SelfswapError, match="2 source photo"):
+        evaluate([Counting()], read_pairs(tsv, images=images), out, recon=0, progress=False)
 
 
 def test_bootstrap_ci_and_image_metrics():

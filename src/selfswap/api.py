@@ -142,7 +142,9 @@ class Swapper:
         if isinstance(source, SourceIdentity):
             return source
         sources = [as_rgb_array(s) for s in _as_list(source)]
-        return self.engine.source_identity(sources, source_faces)
+        return self.engine.source_identity(
+            sources, source_faces, shape_prior=float(self.config.shape_prior)
+        )
 
     def _source(self, source, source_faces):
         """What the engine takes: a `SourceIdentity` when a face is chosen, else the photos
@@ -221,6 +223,7 @@ class Swapper:
             "seam": float(self.config.seam),
             "expression_parts": self.config.expression_parts,
             "mirror": float(self.config.mirror),
+            "shape_prior": float(self.config.shape_prior),
         }
 
     def _color_match(self, color_match: float | None) -> float:

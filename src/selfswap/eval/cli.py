@@ -65,7 +65,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for flag in ("recon", "real", "video_frames", "video_dev_frames", "sheet"):
         if getattr(args, flag) < 0:
             raise SelfswapError(f"--{flag.replace('_', '-')} cannot be negative.")
-    pairs = read_pairs(args.pairs, args.images, args.limit)
+    pairs = read_pairs(args.pairs, args.images, args.limit, args.source_photos)
     methods = build_methods(args)
     real = held_out_photos(args.pairs, images_folder(args.pairs, args.images), args.real)
     result = evaluate(methods, pairs, args.out, real, recon=args.recon)
@@ -86,7 +86,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         public_sheet(methods, args.out / "sheet-public-domain.jpg")
     if args.sheet:
         dataset_sheet(methods, result, args.sheet, args.out / "sheet.jpg")
-    title = args.title or f"Evaluation on {len(pairs)} pairs of {Path(args.pairs).name}"
+    if args.source_photos > 1:
+        summary["source_photos"] = args.source_photos
+    title = args.title or f"Evaluation on {len(pairs)} pairs of {Path(args.pairs).name}" + (
+        f", up to {args.source_photos} source photos a pair" if args.source_photos > 1 else ""
+    )
     report = write_report(summary, args.out, Path(args.pairs).name, args.recon, title)
     print(table(summary))
     print(f"wrote {report}, {args.out / 'metrics.json'}")
@@ -127,6 +131,10 @@ def add_eval_parser(sub) -> None:
                    "(default: ../lfw beside the TSV's folder)")  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="report folder (resumable)")
     p.add_argument("--limit", type=int, help="first N pairs only")
+    p.add_argument("--source-photos", type=int, default=1, metavar="K",
+                   help="swap from up to K photos of the source person (the pair's source "
+                        "and the person's other photos, never its reference or target; needs "
+                        "an identity.csv beside the images)")  # fmt: skip
     p.add_argument("--recon", type=int, default=100, help="targets for self-reconstruction")
     p.add_argument("--real", type=int, default=500, help="held-out real photos for the FD")
     p.add_argument("--video-frames", type=int, default=75,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ class Pair:
     target: Path
     person: str = ""  # the source person; default: the source photo's folder name
     unseen: bool = False  # the source person appears in no training set
+    more_sources: tuple[Path, ...] = ()  # further photos of the source person to swap from
 
     @property
     def source_person(self) -> str:
@@ -72,11 +73,16 @@ def images_folder(tsv: Path, images: Path | None = None) -> Path:
     return Path(tsv).resolve().parent.parent / IMAGE_FOLDERS.get(Path(tsv).name, "lfw")
 
 
-def read_pairs(tsv: Path, images: Path | None = None, limit: int | None = None) -> list[Pair]:
+def read_pairs(
+    tsv: Path, images: Path | None = None, limit: int | None = None, source_photos: int = 1
+) -> list[Pair]:
     """Pairs of a `source<TAB>source_id_ref<TAB>target` file; image paths are relative to
     `images` (default: the set's folder beside the file's `splits/` folder: `lfw/`, or
     `celeba-wild-dev/images/` for its pair file). People come from an `identity.csv` beside
-    the image folder when there is one, else from the photos' folder names."""
+    the image folder when there is one, else from the photos' folder names.
+    `source_photos` > 1: each pair swaps from up to that many photos of its source person,
+    the source and the person's other photos in name order, never the pair's reference or
+    target (needs an `identity.csv`)."""
     tsv = Path(tsv)
     if not tsv.is_file():
         raise SelfswapError(f"Pair file {tsv} does not exist.")
@@ -92,14 +98,27 @@ def read_pairs(tsv: Path, images: Path | None = None, limit: int | None = None) 
                             "target (tab-separated).")  # fmt: skip
     if len(lines) < 2:
         raise SelfswapError(f"{tsv} has a header but no pairs.")
+    if source_photos < 1:
+        raise SelfswapError(f"--source-photos must be at least 1, not {source_photos}.")
     people = _identities(images)
+    if source_photos > 1 and not people:
+        raise SelfswapError(
+            f"--source-photos {source_photos} needs the photos' people: no identity.csv "
+            f"beside {images}."
+        )
+    photos_of: dict[str, list[str]] = {}
+    for name, (person, _) in sorted(people.items()):
+        photos_of.setdefault(person, []).append(name)
     pairs = []
     for number, line in enumerate(lines[1:], start=2):
         cells = line.split("\t")
         if len(cells) < 3 or not all(c.strip() for c in cells[:3]):
             raise SelfswapError(f"{tsv}, line {number}: expected 3 tab-separated photo paths.")
-        person, unseen = people.get(cells[0], ("", False))
-        pairs.append(Pair(*(images / c.strip() for c in cells[:3]), person, unseen))
+        names = [c.strip() for c in cells[:3]]
+        person, unseen = people.get(names[0], ("", False))
+        others = [n for n in photos_of.get(person, []) if n not in names]
+        more = tuple(images / n for n in others[: source_photos - 1])
+        pairs.append(Pair(*(images / n for n in names), person, unseen, more))
     return pairs[:limit] if limit else pairs
 
 
@@ -254,6 +273,18 @@ def held_out_photos(tsv: Path, images: Path, limit: int = 500) -> list[Path]:
     return [images / n for n in names if n not in used][:limit]
 
 
+def _check_source_counts(path: Path, done: list[dict], extra_sources: list[list]) -> None:
+    """Refuse to resume records made from a different number of source photos per pair."""
+    for r in done:
+        if r.get("kind") == "swap" and r["pair"] < len(extra_sources):
+            wanted = 1 + len(extra_sources[r["pair"]])
+            if r.get("sources", 1) != wanted:
+                raise SelfswapError(
+                    f"{path} holds swaps made from {r.get('sources', 1)} source photo(s) a "
+                    f"pair, not {wanted}; give another --out folder."
+                )
+
+
 def evaluate(
     methods: list[SwapMethod],
     pairs: list[Pair],
@@ -269,9 +300,15 @@ def evaluate(
     records_dir.mkdir(parents=True, exist_ok=True)
     describe = Describer()
     photos = PhotoCache(describe, Path(out) / PHOTO_CACHE)
-    inputs = []
+    inputs, extra_sources = [], []
     for pair in tqdm(pairs, desc="pair photos", disable=not progress, unit="pair"):
         found = {k: photos.get(getattr(pair, k)) for k in ROLES}
+        described = [(p, photos.get(p)) for p in pair.more_sources]
+        extra_sources.append([p for p, d in described if d is not None])
+        if found["source"] is not None and extra_sources[-1]:
+            # the swap takes the shape averaged over its source photos; so does its error
+            shapes = [found["source"].shape] + [d.shape for _, d in described if d is not None]
+            found["source"] = replace(found["source"], shape=np.mean(shapes, axis=0))
         inputs.append(found if all(found.values()) else None)
     real_faces = [photos.get(p) for p in tqdm(real, desc="real photos", disable=not progress)]
     real_faces = [d for d in real_faces if d is not None]
@@ -279,6 +316,7 @@ def evaluate(
     for method in methods:
         path = records_dir / f"{_slug(method.name)}.jsonl"
         done = load_records(path)
+        _check_source_counts(path, done, extra_sources)
         seen = {(r["pair"], r["kind"]) for r in done}
         with path.open("a") as log:
             bar = tqdm(pairs, desc=method.name, disable=not progress, unit="pair")
@@ -288,14 +326,16 @@ def evaluate(
                 src_img, tgt_img = load_image(pair.source), load_image(pair.target)
                 new = []
                 if (i, "swap") not in seen:
+                    more = [load_image(p) for p in extra_sources[i]]
                     start = time.perf_counter()
                     try:
-                        swapped = method.swap(src_img, tgt_img)
+                        swapped = method.swap([src_img, *more] if more else src_img, tgt_img)
                     except NoFaceError:
                         swapped = None
                     seconds = time.perf_counter() - start
                     d = None if swapped is None else describe(swapped, inputs[i]["target"].box)
-                    new.append(swap_record(i, inputs[i], seconds, d, tgt_img, swapped))
+                    record = swap_record(i, inputs[i], seconds, d, tgt_img, swapped)
+                    new.append({**record, "sources": 1 + len(more)})
                 wants_recon = getattr(method, "reconstructs", True) and i < recon
                 if wants_recon and (i, "recon") not in seen:
                     try:

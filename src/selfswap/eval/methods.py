@@ -18,8 +18,9 @@ from selfswap.provenance import embed_watermark
 class SwapMethod(Protocol):
     name: str
 
-    def swap(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """Put the person of `source` into every face of `target`; RGB uint8 in and out."""
+    def swap(self, source: np.ndarray | list[np.ndarray], target: np.ndarray) -> np.ndarray:
+        """Put the person of `source` (a photo, or several photos of one person) into every
+        face of `target`; RGB uint8 in and out."""
         ...
 
 
@@ -38,7 +39,7 @@ class ModelMethod:
         data = apply_overrides(to_dict(SwapConfig(model=model)), overrides)
         self.swapper = Swapper.from_config(from_dict(SwapConfig, data, "--method options"))
 
-    def swap(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def swap(self, source: np.ndarray | list[np.ndarray], target: np.ndarray) -> np.ndarray:
         return self.swapper.swap_image(source, target).image
 
 
@@ -46,7 +47,7 @@ class NoSwap:
     name = "no swap"
     reconstructs = False  # self-reconstruction of the unchanged image is trivially perfect
 
-    def swap(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def swap(self, source: np.ndarray | list[np.ndarray], target: np.ndarray) -> np.ndarray:
         return target
 
 
@@ -89,7 +90,9 @@ class PoissonSwap:
     def __init__(self, analyzer: FaceAnalyzer | None = None) -> None:
         self.analyzer = analyzer or FaceAnalyzer(AnalyzerConfig(embedding="none"))
 
-    def swap(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def swap(self, source: np.ndarray | list[np.ndarray], target: np.ndarray) -> np.ndarray:
+        if isinstance(source, list):  # the warp copies one photo: the first
+            source = source[0]
         sources = self.analyzer.analyze(source)
         targets = self.analyzer.analyze(target)
         if not sources or not targets:

@@ -34,6 +34,11 @@ MIRROR_HELP = (
     "fill the parts of the face the source photo did not see (the far side of a turned head) "
     "with their mirror image across the face (0 = off, 1 = full)"
 )
+SHAPE_PRIOR_HELP = (
+    "estimate the source's 3D face shape as the likeliest for a person whose photos fit "
+    "like these (one photo's fit is pulled towards the average face, several photos' less) "
+    "rather than the fits' plain average (0 = off, 1 = full)"
+)
 STEADY_HELP = (
     "video: keep the previous frame's swap where the footage is still, against shimmer "
     "(0 = off, 1 = full)"
@@ -104,6 +109,10 @@ class SwapConfig:
         default=1.0,
         metadata=_meta("--mirror", "Mirror fill", MIRROR_HELP, range=(0.0, 1.0)),
     )
+    shape_prior: float = field(
+        default=1.0,
+        metadata=_meta("--shape-prior", "Shape prior", SHAPE_PRIOR_HELP, range=(0.0, 1.0)),
+    )
     steady: float = field(
         default=1.0,
         metadata=_meta("--steady", "Steady video", STEADY_HELP, range=(0.0, 1.0)),
@@ -135,7 +144,7 @@ class SwapConfig:
                 f"expression_parts must be one of {', '.join(EXPRESSION_CHOICES)}, "
                 f"not {self.expression_parts!r}."
             )
-        for name in ("color_match", "detail", "seam", "mirror", "steady"):
+        for name in ("color_match", "detail", "seam", "mirror", "shape_prior", "steady"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise SwapOptionError(f"{name} must be from 0 to 1, not {getattr(self, name)!r}.")
         try:

@@ -45,8 +45,9 @@ _VIEWS_KEPT = 8
 
 @dataclass
 class SourceIdentity:
-    """What a swap takes from the source person: identity embedding and 3DMM face shape,
-    averaged over one or more photos."""
+    """What a swap takes from the source person from one or more photos: identity
+    embedding (their average) and 3DMM face shape (their average pulled towards the average
+    face by the shape prior, `selfswap.face.shape_prior`)."""
 
     embedding: np.ndarray  # (128,)
     shape: np.ndarray  # (40,)
@@ -134,6 +135,9 @@ MIRROR = 1.0
 #: Video: how much of the previous swapped frame is kept where the footage is still
 #: (`selfswap.swap.steady`).
 STEADY = 1.0
+#: How far the source's 3DMM face shape is the empirical-Bayes estimate of
+#: `selfswap.face.shape_prior` rather than the plain average of its photos' fits.
+SHAPE_PRIOR = 1.0
 
 #: Paste-back region "face": the target's and the swapped mesh's face regions grown by this
 #: fraction of the crop side (and kept inside the swap mask).
@@ -203,11 +207,18 @@ class FaceSwapper:
         return MaskBuilder(Renderer(self.size), self.config.samae_config())
 
     def source_identity(
-        self, sources: list, choice: Sequence[int | None] | None = None
+        self,
+        sources: list,
+        choice: Sequence[int | None] | None = None,
+        shape_prior: float = SHAPE_PRIOR,
     ) -> SourceIdentity:
         """Identity and shape of the source person from one or more photos: the largest face
         of each (a note says when a photo held several), or per photo the face `choice[i]`
-        (an index left to right, as `analyzer.analyze` orders them; None: the largest)."""
+        (an index left to right, as `analyzer.analyze` orders them; None: the largest).
+        `shape_prior` in [0, 1]: how far the shape is the shape prior's estimate from these
+        photos rather than their fits' plain average."""
+        from selfswap.face.shape_prior import shape_prior as prior
+
         if choice is not None and len(choice) != len(sources):
             raise SelfswapError(
                 f"Choose one face per source photo: {len(choice)} choices for "
@@ -236,8 +247,9 @@ class FaceSwapper:
             shapes.append(face.shape)
             found.append((abs(face.yaw) + abs(face.pitch), i, face))
         _, frontal, face = min(found, key=lambda f: f[:2])
+        shape = prior().estimate(np.stack(shapes), shape_prior).astype(np.float32)
         return SourceIdentity(
-            np.mean(embeddings, axis=0), np.mean(shapes, axis=0), len(sources), notes,
+            np.mean(embeddings, axis=0), shape, len(sources), notes,
             as_rgb_array(sources[frontal]), face,
         )  # fmt: skip
 
@@ -601,6 +613,7 @@ class FaceSwapper:
         seam: float = SEAM,
         expression_parts: str = EXPRESSION_PARTS,
         mirror: float = MIRROR,
+        shape_prior: float = SHAPE_PRIOR,
     ) -> SwapResult:
         """Swap the source person (photos, or their `source_identity`) into the chosen faces
         of the target image.
@@ -608,7 +621,8 @@ class FaceSwapper:
         `faces`: "all", a list of indices (left to right), or a `Face` embedding `(128,)` to
         match within dlib's 0.6 distance (faces of one particular person). `color_match`:
         see `paste`; `detail`: see `add_detail`; `seam`: see `match_border`;
-        `expression_parts`, `mirror`: see `swap_frame`.
+        `expression_parts`, `mirror`: see `swap_frame`; `shape_prior`: see
+        `source_identity` (photos only).
         """
         target_rgb = as_rgb_array(target)
         by_reference = isinstance(faces, np.ndarray)
@@ -616,7 +630,9 @@ class FaceSwapper:
         if not found:
             raise NoFaceError("No face found in the target image.")
         chosen = select_faces(found, faces)
-        source = sources if isinstance(sources, SourceIdentity) else self.source_identity(sources)
+        source = sources
+        if not isinstance(source, SourceIdentity):
+            source = self.source_identity(sources, shape_prior=shape_prior)
         picked = [found[i] for i in chosen]
         out, crops = self.swap_frame(
             target_rgb, picked, source, color_match, detail, seam, expression_parts, mirror
@@ -742,6 +758,7 @@ def swap_video(
     expression_parts: str = EXPRESSION_PARTS,
     steady: float = STEADY,
     mirror: float = MIRROR,
+    shape_prior: float = SHAPE_PRIOR,
 ):
     """Swap the source person (photos, or their `source_identity`) into a video, keeping its
     frame timing and audio.
@@ -753,7 +770,8 @@ def swap_video(
     around their last place (`FaceFollower`). `on_progress(done, total, fps)` is called
     after each frame and a set `cancel` (`threading.Event`) stops the work with
     `selfswap.swap.video.Cancelled`, leaving no file (see `process_video`).
-    `expression_parts`, `mirror`: see `FaceSwapper.swap_frame`; `steady` in [0, 1]: how much of the
+    `expression_parts`, `mirror`: see `FaceSwapper.swap_frame`; `shape_prior`: see
+    `FaceSwapper.source_identity` (photos only); `steady` in [0, 1]: how much of the
     previous swapped frame is kept where the footage is still (`selfswap.swap.steady`).
     With gated eyes in `expression_parts` (`mouth-blinks`) a face's eyes come from the
     footage as far as they depart from that face's own usual opening over the last two
@@ -769,7 +787,9 @@ def swap_video(
 
     check_output(out_path, overwrite)
     info = probe(in_path)
-    source = sources if isinstance(sources, SourceIdentity) else swapper.source_identity(sources)
+    source = sources
+    if not isinstance(source, SourceIdentity):
+        source = swapper.source_identity(sources, shape_prior=shape_prior)
     base = swapper.analyzer if isinstance(faces, np.ndarray) else swapper.fast_analyzer
     follower = FaceFollower(base)
     tracker = FaceTracker(freq=float(info.fps))
