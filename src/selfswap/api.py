@@ -137,8 +137,9 @@ class Swapper:
 
     def identity(self, source, source_faces=None) -> SourceIdentity:
         """The source person of one photo or a list of photos, to reuse over many swaps (pass
-        it as `source`). `source_faces`: per photo, the index of the face to take (left to
-        right, see `faces_in`) or None for its largest face (the default for every photo)."""
+        it as `source`), its face shape estimated with this swapper's `config.shape_prior`.
+        `source_faces`: per photo, the index of the face to take (left to right, see
+        `faces_in`) or None for its largest face (the default for every photo)."""
         if isinstance(source, SourceIdentity):
             return source
         sources = [as_rgb_array(s) for s in _as_list(source)]
