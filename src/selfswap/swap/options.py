@@ -144,9 +144,14 @@ class SwapConfig:
                 f"expression_parts must be one of {', '.join(EXPRESSION_CHOICES)}, "
                 f"not {self.expression_parts!r}."
             )
-        for name in ("color_match", "detail", "seam", "mirror", "shape_prior", "steady"):
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:
-                raise SwapOptionError(f"{name} must be from 0 to 1, not {getattr(self, name)!r}.")
+        for f in dataclasses.fields(self):
+            if "range" in f.metadata:
+                low, high = f.metadata["range"]
+                value = getattr(self, f.name)
+                if not low <= float(value) <= high:
+                    raise SwapOptionError(
+                        f"{f.name} must be from {low:g} to {high:g}, not {value!r}."
+                    )
         try:
             parse_faces(self.faces)
         except SelfswapError as exc:
