@@ -211,3 +211,59 @@ def test_two_steps_train_with_the_terms_on(train_faces, tmp_path, overrides):
     item = trainer.faces[row]
     own = trainer.id_loss.reference(item["image"][None], item["landmarks5"][None])[0]
     assert float(torch.nn.functional.cosine_similarity(own, cached, dim=0)) > 0.999
+
+
+def test_shrink_rows_keeps_scale_one_rows_and_removes_fine_detail(faces):
+    b = _batch(faces, list(range(3)))
+    x = b["image"].clone().requires_grad_(True)
+    out = losses.shrink_rows(x, torch.tensor([1.0, 0.5, 0.3]))
+    seen = out.detach()
+    assert out.shape == x.shape
+    assert torch.equal(seen[0], x[0].detach())
+
+    def detail(img: torch.Tensor) -> float:  # energy of the pixel differences
+        return float(img.diff(dim=-1).pow(2).mean() + img.diff(dim=-2).pow(2).mean())
+
+    assert detail(seen[2]) < detail(seen[1]) < detail(x[1].detach())
+    assert abs(float(seen[1].mean() - x[1].detach().mean())) < 0.01  # the colours stay
+    out.sum().backward()
+    assert float(x.grad[1:].abs().sum()) > 0
+
+
+def test_shrunk_view_leaves_feature_matching_at_zero_and_sees_less_of_the_person(faces):
+    a, a2, _ = _rows(faces)
+    b = _batch(faces, [a, a2])
+    real, marks, rows = b["image"], b["landmarks5"], torch.tensor([0, 1])
+    mask = torch.zeros(2, 1, *real.shape[-2:])
+    mask[..., 16:56, 14:50] = 1
+    both = losses.IdentityLoss(dlib=1.0, feature_match=1.0)
+    call = dict(real=real, mask=mask, fm_rows=rows)
+    target = b["embedding"].flip(0)  # each photo against the person's other photo
+    _, clean = both(real, marks, rows, target, **call)
+    _, whole = both(real, marks, rows, target, **call, shrink=torch.ones(2))
+    assert whole == clean
+    _, small = both(real, marks, rows, target, **call, shrink=torch.full((2,), 0.4))
+    assert small["id_fm"] < 1e-4  # truth and fake shrunk alike
+    assert small["id"] > clean["id"]
+
+
+def test_id_shrink_changes_only_the_identity_terms_of_a_step(train_faces, tmp_path):
+    def first_step(*extra: str) -> dict[str, float]:
+        cfg = tiny(
+            train_faces,
+            tmp_path / f"run{len(extra)}",
+            "steps=1",
+            "loss.identity_fraction=0.5",
+            "loss.id_feature_match=0.1",
+            *extra,
+        )
+        trainer = Trainer(cfg, log=lambda *_: None)
+        return trainer.train_step(next(iter(trainer.loader())))
+
+    plain = first_step()
+    shrunk = first_step("loss.id_shrink=1.0", "loss.id_shrink_scale=[0.4, 0.4]")
+    assert shrunk["l1"] == plain["l1"] and shrunk["ms_ssim"] == plain["ms_ssim"]
+    assert shrunk["id"] != plain["id"] and shrunk["id_fm"] != plain["id_fm"]
+    for bad in (["loss.id_shrink=1.5"], ["loss.id_shrink_scale=[0.8, 0.4]"]):
+        with pytest.raises(ConfigError, match="id_shrink"):
+            load_config(TrainConfig, None, bad).validate()

@@ -64,6 +64,11 @@ class LossConfig:
     # cut dlib's chips outside bf16 autocast, on an exact fp32 sampling grid (off: inside it,
     # up to 0.6 px off at 128 px, as every run before this option; docs/decisions.md)
     dlib_chips_fp32: bool = False
+    # share of the identity rows whose generated face (and ground truth, for feature
+    # matching) the identity networks see shrunk to a random `id_shrink_scale` of its
+    # resolution and enlarged back, so that fine detail alone cannot please them; 0 = off
+    id_shrink: float = 0.0
+    id_shrink_scale: tuple[float, float] = (0.35, 0.75)
     # L1 of pixel differences (edges) on the ring either side of the face region's outline,
     # inside the mask: the band a paste of the whole mask shows (docs/decisions.md); 0 = off
     outline: float = 0.0
@@ -142,6 +147,11 @@ class TrainConfig:
             raise ConfigError("steps must be >= 0 and batch_size >= 1.")
         if not 0 <= self.loss.identity_fraction <= 1:
             raise ConfigError("loss.identity_fraction must be in [0, 1].")
+        if not 0 <= self.loss.id_shrink <= 1:
+            raise ConfigError("loss.id_shrink must be in [0, 1].")
+        low, high = self.loss.id_shrink_scale
+        if not 0 < low <= high <= 1:
+            raise ConfigError("loss.id_shrink_scale must be two scales with 0 < low <= high <= 1.")
         for name in ("identity", "id_facenet", "id_feature_match", "outline", "outline_width"):
             if getattr(self.loss, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0.")

@@ -533,6 +533,7 @@ class Trainer:
                     mask=mask,
                     fm_rows=fm_rows,
                     autocast=lambda: self._autocast("identity"),
+                    shrink=self._identity_shrink(fake.shape[0]) if lw.id_shrink else None,
                 )
                 total = total + loss_id
                 logs.update(id_logs)
@@ -574,6 +575,16 @@ class Trainer:
             return torch.nonzero(~keep.cpu()).flatten()
         k = math.ceil(self.config.loss.identity_fraction * n)
         return torch.randperm(n, generator=gen)[:k].sort().values
+
+    def _identity_shrink(self, n: int) -> torch.Tensor:
+        """Per-row resolution scales `(n,)` for the identity networks' view (`loss.id_shrink`),
+        1 for rows left whole; from their own generator, so that every other draw of the step
+        is the same as without the option."""
+        lw = self.config.loss
+        gen = _step_generator(self.config.seed, self.step, self.ctx.rank, 2)
+        low, high = lw.id_shrink_scale
+        scales = low + (high - low) * torch.rand(n, generator=gen)
+        return torch.where(torch.rand(n, generator=gen) < lw.id_shrink, scales, 1.0)
 
     def _feature_rows(
         self, keep: torch.Tensor, seesaw: bool, gen: torch.Generator, rows: torch.Tensor

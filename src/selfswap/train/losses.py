@@ -113,6 +113,21 @@ def band_gradient_loss(
     return loss / scales
 
 
+def shrink_rows(x: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Each row of `x (B, C, R, R)` shrunk to `scales[i]` of its resolution (antialiased) and
+    brought back to R×R (bilinear): the face as a photo with that many fewer pixels shows it,
+    differentiably. A scale of 1 (or more) leaves its row as it is."""
+    out = []
+    for row, scale in zip(x, scales.tolist()):
+        if scale < 1:
+            small = F.interpolate(
+                row[None], scale_factor=scale, mode="bilinear", antialias=True, align_corners=False
+            )
+            row = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
+        out.append(row)
+    return torch.stack(out)
+
+
 def identity_loss(embedding: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """1 − cosine similarity between embeddings `(B, D)`."""
     return (1 - F.cosine_similarity(embedding, reference.detach(), dim=1)).mean()
@@ -208,6 +223,12 @@ class IdentityLoss:
       networks' intermediate maps of the generated face and of the ground truth, weighted by
       the painted mask (the only pixels where the two differ).
 
+    `shrink (B,)`, where given, shrinks each row's generated face (and, for feature matching,
+    its ground truth alike) to that share of its resolution before the networks see it
+    (`shrink_rows`; `loss.id_shrink`): identity that only fine detail carries, which a teacher
+    can be pleased with and an independent judge on a small face cannot see, then counts
+    for nothing.
+
     Networks are loaded only when a term needs them; they stay in eval mode with frozen
     parameters, so gradients reach the images only. The networks run under the `autocast`
     context passed in; FaceNet's crops are cut outside it (the sampling grid stays fp32),
@@ -286,6 +307,7 @@ class IdentityLoss:
         mask: torch.Tensor | None = None,
         fm_rows: torch.Tensor | None = None,
         autocast=contextlib.nullcontext,
+        shrink: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The weighted sum of the identity terms and their unweighted values.
 
@@ -309,6 +331,8 @@ class IdentityLoss:
             if not len(rows):
                 continue
             x = fake[rows] if not len(fm_rows) else torch.cat([fake[rows], mask[rows]], 1)
+            if shrink is not None:
+                x = shrink_rows(x, shrink.cpu()[rows])
             with autocast() if net.align_in_autocast else contextlib.nullcontext():
                 aligned = self._layout(net.align(x, landmarks5[rows]))
             with autocast():
@@ -327,6 +351,8 @@ class IdentityLoss:
                 pick = torch.searchsorted(rows, fm_rows)
                 with torch.no_grad():
                     truth = torch.cat([real[fm_rows], mask[fm_rows]], 1)
+                    if shrink is not None:
+                        truth = shrink_rows(truth, shrink.cpu()[fm_rows])
                     with autocast() if net.align_in_autocast else contextlib.nullcontext():
                         truth = self._layout(net.align(truth, landmarks5[fm_rows]))
                     with autocast():
