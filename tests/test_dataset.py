@@ -257,3 +257,34 @@ def test_degrade_config_is_the_default_run_with_degraded_partners():
     assert arm.data.source_degrade == 0.3
     arm.data.source_degrade, arm.out = base.data.source_degrade, base.out
     assert arm == base
+
+
+def test_swap_samples_take_another_persons_face_and_the_swaps_mask(train_faces):
+    """`data.cross_identity`: a swap sample's texture, identity code and shape are another
+    person's, and its guidance and mask are exactly what the swap builds for that shape on
+    the target's expression and pose; the other samples stay training samples."""
+    from selfswap.data.dataset import FaceDataset
+    from selfswap.samae.config import SamaeConfig
+    from selfswap.samae.masks import MaskBuilder
+    from selfswap.train.batches import MaskedFaces, geometry_of, renderer_for
+
+    faces = FaceDataset(train_faces)
+    mixed = MaskedFaces(faces, SamaeConfig(), 0, source_texture=True, cross_identity=0.5)
+    builder = MaskBuilder(renderer_for(faces.size), SamaeConfig())
+    table = faces.arrays["embedding"]
+    kinds = set()
+    for index in range(len(faces)):
+        item = mixed[(0, index)]
+        swap = bool(item["cross"] > 0.5)
+        kinds.add(swap)
+        partner = int(np.flatnonzero((table == item["source_embedding"].numpy()).all(1))[0])
+        assert (faces.identity[partner] != faces.identity[index]) == swap
+        if swap:
+            masks = builder.swap(geometry_of(item), faces.arrays["shape"][partner][None])
+            assert torch.equal(item["mask"], torch.from_numpy(masks.mask[0]))
+            assert torch.equal(item["normals"], torch.from_numpy(masks.normals[0]))
+            assert float(item["mask"].min()) == 0.0  # unperforated, with context around
+            assert float((item["visibility"] * item["mask"]).sum()) > 50
+        assert torch.equal(mixed[(0, index)]["texture"], item["texture"])  # seeded
+    assert kinds == {True, False}
+    assert "cross" not in cross_photo_items(faces)[(0, 0)]  # off: the items of older runs

@@ -267,3 +267,31 @@ def test_id_shrink_changes_only_the_identity_terms_of_a_step(train_faces, tmp_pa
     for bad in (["loss.id_shrink=1.5"], ["loss.id_shrink_scale=[0.8, 0.4]"]):
         with pytest.raises(ConfigError, match="id_shrink"):
             load_config(TrainConfig, None, bad).validate()
+
+
+def test_swap_samples_get_identity_terms_and_no_reconstruction(train_faces, tmp_path):
+    cfg = tiny(
+        train_faces,
+        tmp_path / "run",
+        "generator.source_texture=true",
+        "data.cross_identity=0.5",
+        "loss.identity_fraction=0.25",
+        "loss.id_facenet=0.1",
+        "loss.id_feature_match=0.1",
+    )
+    trainer = Trainer(cfg, log=lambda *_: None)
+    batch = next(iter(trainer.loader()))
+    keep = batch["cross"] < 0.5
+    assert keep.any() and not keep.all()  # (seed 0: both kinds in the first batch)
+    gen = torch.Generator().manual_seed(0)
+    rows = trainer._identity_rows(keep, False, gen)
+    assert set(torch.nonzero(~keep).flatten().tolist()) <= set(rows.tolist())
+    fm = trainer._feature_rows(keep, False, gen, rows)
+    assert bool(keep[fm].all())
+    logs = trainer.train_step(batch)
+    assert all(np.isfinite(v) for v in logs.values()), logs
+    assert {"l1", "id", "id_facenet"} <= logs.keys()
+    for bad in (["data.cross_identity=0.5"], ["generator.source_texture=true", "mode=seesaw",
+                "data.cross_identity=0.5"]):  # fmt: skip
+        with pytest.raises(ConfigError, match="cross_identity"):
+            load_config(TrainConfig, None, bad).validate()

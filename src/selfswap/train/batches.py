@@ -110,6 +110,12 @@ class MaskedFaces(Dataset):
     source did not see is filled from its mirror image (`render_source_texture`'s `mirror`).
     `source_degrade`: the share of cross-photo samples whose other photo is degraded first
     (`degrade_source`).
+
+    `cross_identity` (with `source_texture`): the share of samples that are swaps, with
+    `cross` 1.0: a face of another person from `sources` gives the texture, the identity
+    code and the shape, rendered with the target's expression and pose, and the guidance and
+    mask are the swap's (`MaskBuilder.swap`, as the swap pipeline builds them). When it is
+    0 no draw is made for it, so older runs see the same samples.
     """
 
     def __init__(
@@ -125,6 +131,7 @@ class MaskedFaces(Dataset):
         sources: np.ndarray | None = None,
         texture_mirror: float = 0.0,
         source_degrade: float = 0.0,
+        cross_identity: float = 0.0,
     ) -> None:
         self.faces = faces
         self.samae = samae
@@ -137,6 +144,7 @@ class MaskedFaces(Dataset):
         self.sources = self.pool if sources is None else np.asarray(sources)
         self.texture_mirror = float(texture_mirror)
         self.source_degrade = float(source_degrade)
+        self.cross_identity = float(cross_identity)
         self._people: dict[int, np.ndarray] | None = None
 
     def same_person(self, index: int) -> np.ndarray:
@@ -150,17 +158,37 @@ class MaskedFaces(Dataset):
         group = self._people.get(int(self.faces.identity[index]))
         return np.empty(0, np.int64) if group is None else group[group != index]
 
-    def _texture(self, item: dict, index: int, rng: np.random.Generator) -> None:
+    def other_person(self, index: int, rng: np.random.Generator) -> int:
+        """A row of `sources` showing someone other than the person of row `index`."""
+        identity = self.faces.identity
+        for _ in range(100):
+            row = int(self.sources[rng.integers(len(self.sources))])
+            if row != index and (identity[row] != identity[index] or identity[row] < 0):
+                return row
+        raise ValueError("data.cross_identity: the sources hold only one person")
+
+    def _texture(
+        self,
+        item: dict,
+        index: int,
+        rng: np.random.Generator,
+        partner: int | None = None,
+        onto: Geometry | None = None,
+    ) -> None:
+        """The source's texture on `onto` (default: the target's own geometry); the source
+        is `partner` when given (a swap sample), else drawn as `cross_photo` says."""
         from selfswap.geometry.texture import render_source_texture
 
-        source = index
-        if self.cross_photo > 0 and rng.random() < self.cross_photo:
+        source = index if partner is None else partner
+        if partner is None and self.cross_photo > 0 and rng.random() < self.cross_photo:
             others = self.same_person(index)
             if len(others):
                 source = int(others[rng.integers(len(others))])
         crop = self.faces.load_crop(source)
         camera = self.faces.arrays["camera"][source]
-        if source == index:
+        if partner is not None:
+            pass  # a swap's source photo is used as it is
+        elif source == index:
             crop, camera = jitter_source(crop, camera, rng)
         elif self.source_degrade > 0 and rng.random() < self.source_degrade:
             crop = degrade_source(crop, rng)  # no draw when off: older runs' samples stay
@@ -173,7 +201,7 @@ class MaskedFaces(Dataset):
             renderer_for(self.faces.size),
             crop[None],
             source_geometry,
-            geometry_of(item),
+            geometry_of(item) if onto is None else onto,
             mirror=self.texture_mirror,
         )
         item["texture"] = torch.from_numpy(texture[0])
@@ -191,6 +219,11 @@ class MaskedFaces(Dataset):
         rng = np.random.default_rng([self.seed, epoch, index])
         item = self.faces[index]
         builder = MaskBuilder(renderer_for(self.faces.size), self.samae)
+        if self.cross_identity > 0:
+            swap = self.source_texture and rng.random() < self.cross_identity
+            item["cross"] = torch.tensor(float(swap))
+            if swap:
+                return self._swap_sample(item, index, rng, builder)
         masks = builder.training(geometry_of(item), rng)
         item["normals"] = torch.from_numpy(masks.normals[0])
         item["silhouette"] = torch.from_numpy(masks.silhouette[0])
@@ -206,6 +239,21 @@ class MaskedFaces(Dataset):
                 source = int(others[rng.integers(len(others))])
             item["source_embedding"] = torch.from_numpy(self.faces.arrays["embedding"][source])
             item["same"] = torch.tensor(float(source == index))
+        return item
+
+    def _swap_sample(self, item: dict, index: int, rng: np.random.Generator, builder) -> dict:
+        from selfswap.geometry.mesh import swap_geometry
+
+        partner = self.other_person(index, rng)
+        shape = self.faces.arrays["shape"][partner][None].astype(np.float32)
+        target = geometry_of(item)
+        masks = builder.swap(target, shape)
+        item["normals"] = torch.from_numpy(masks.normals[0])
+        item["silhouette"] = torch.from_numpy(masks.silhouette[0])
+        item["face_region"] = torch.from_numpy(masks.target_region[0])
+        item["mask"] = torch.from_numpy(masks.mask[0])
+        onto = swap_geometry(shape, target.expression, target.camera)
+        self._texture(item, index, rng, partner=partner, onto=onto)
         return item
 
 

@@ -42,6 +42,11 @@ class DataConfig:
     # shrunk to a face of 20-60 % of its size and JPEG-compressed (`degrade_source`), as
     # a small or poor source photo in the wild is; 0 = off (every run before this option)
     source_degrade: float = 0.0
+    # with generator.source_texture: share of samples that are true swaps: texture, identity
+    # code and face shape from a *different* person, on the target's expression and pose,
+    # masked as a swap is (`MaskBuilder.swap`). They have no ground truth, so only the
+    # identity and adversarial terms see them; everything else trains on the rest. 0 = off
+    cross_identity: float = 0.0
     # merged sets (folder names, the first part of each face's `source`) whose faces are
     # only ever the other photo of a person in cross-photo samples, never a target: e.g.
     # tight crops whose canonical crop is mostly padding where SAMAE needs context
@@ -147,6 +152,12 @@ class TrainConfig:
             raise ConfigError("steps must be >= 0 and batch_size >= 1.")
         if not 0 <= self.loss.identity_fraction <= 1:
             raise ConfigError("loss.identity_fraction must be in [0, 1].")
+        if not 0 <= self.data.cross_identity < 1:
+            raise ConfigError("data.cross_identity must be in [0, 1).")
+        if self.data.cross_identity and not self.generator.source_texture:
+            raise ConfigError("data.cross_identity needs generator.source_texture.")
+        if self.data.cross_identity and self.mode != "samae":
+            raise ConfigError("data.cross_identity is for samae mode (seesaw has its own).")
         if not 0 <= self.loss.id_shrink <= 1:
             raise ConfigError("loss.id_shrink must be in [0, 1].")
         low, high = self.loss.id_shrink_scale

@@ -274,6 +274,7 @@ class Trainer:
             cross_photo=config.data.cross_photo,
             texture_mirror=config.data.texture_mirror,
             source_degrade=config.data.source_degrade,
+            cross_identity=config.data.cross_identity,
             sources=np.concatenate([self.train_rows, self.source_rows]),
         )
         dev = self.device
@@ -499,6 +500,8 @@ class Trainer:
         total = torch.zeros((), device=dev)
         if seesaw:
             keep = b["same"] > 0.5
+        elif "cross" in b:  # swap samples have no ground truth
+            keep = b["cross"] < 0.5
         else:
             keep = torch.ones(image.shape[0], dtype=torch.bool, device=dev)
         if keep.any():
@@ -570,11 +573,15 @@ class Trainer:
         return logs
 
     def _identity_rows(self, keep: torch.Tensor, seesaw: bool, gen: torch.Generator):
+        """Rows of the identity terms: in seesaw mode those whose source is another face;
+        else an `identity_fraction` share of the batch, and every swap sample."""
         n = keep.shape[0]
-        if seesaw:  # identity loss where source != target
-            return torch.nonzero(~keep.cpu()).flatten()
+        swaps = torch.nonzero(~keep.cpu()).flatten()
+        if seesaw:
+            return swaps
         k = math.ceil(self.config.loss.identity_fraction * n)
-        return torch.randperm(n, generator=gen)[:k].sort().values
+        drawn = torch.randperm(n, generator=gen)[:k]
+        return torch.unique(torch.cat([drawn, swaps]))  # sorted
 
     def _identity_shrink(self, n: int) -> torch.Tensor:
         """Per-row resolution scales `(n,)` for the identity networks' view (`loss.id_shrink`),
@@ -590,10 +597,10 @@ class Trainer:
         self, keep: torch.Tensor, seesaw: bool, gen: torch.Generator, rows: torch.Tensor
     ) -> torch.Tensor:
         """Rows of identity-feature matching, which compares with the ground truth: the
-        identity rows, or in seesaw mode an `identity_fraction` share of the same-source
-        rows."""
+        identity rows that have one (not the swap samples), or in seesaw mode an
+        `identity_fraction` share of the same-source rows."""
         if not seesaw:
-            return rows
+            return rows[keep.cpu()[rows]]
         same = torch.nonzero(keep.cpu()).flatten()
         k = math.ceil(self.config.loss.identity_fraction * len(same))
         return same[torch.randperm(len(same), generator=gen)[:k]].sort().values
