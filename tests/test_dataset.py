@@ -288,3 +288,19 @@ def test_swap_samples_take_another_persons_face_and_the_swaps_mask(train_faces):
         assert torch.equal(mixed[(0, index)]["texture"], item["texture"])  # seeded
     assert kinds == {True, False}
     assert "cross" not in cross_photo_items(faces)[(0, 0)]  # off: the items of older runs
+    other = MaskedFaces(
+        faces, SamaeConfig(), 0, source_texture=True, cross_identity=0.5,
+        cross_identity_other_photo=True,
+    )  # fmt: skip
+    moved = 0
+    for index in range(len(faces)):
+        a, b = mixed[(0, index)], other[(0, index)]
+        assert torch.equal(a["texture"], b["texture"])  # same partner photo, same draws
+        if a["cross"] > 0.5:
+            code = int(np.flatnonzero((table == b["source_embedding"].numpy()).all(1))[0])
+            texture_row = int(np.flatnonzero((table == a["source_embedding"].numpy()).all(1))[0])
+            assert faces.identity[code] == faces.identity[texture_row]
+            moved += code != texture_row
+        else:
+            assert torch.equal(a["source_embedding"], b["source_embedding"])
+    assert moved > 0

@@ -115,7 +115,9 @@ class MaskedFaces(Dataset):
     `cross` 1.0: a face of another person from `sources` gives the texture, the identity
     code and the shape, rendered with the target's expression and pose, and the guidance and
     mask are the swap's (`MaskBuilder.swap`, as the swap pipeline builds them). When it is
-    0 no draw is made for it, so older runs see the same samples.
+    0 no draw is made for it, so older runs see the same samples. With
+    `cross_identity_other_photo` a swap sample's identity code comes from another photo of
+    the partner's person where there is one.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class MaskedFaces(Dataset):
         texture_mirror: float = 0.0,
         source_degrade: float = 0.0,
         cross_identity: float = 0.0,
+        cross_identity_other_photo: bool = False,
     ) -> None:
         self.faces = faces
         self.samae = samae
@@ -145,6 +148,7 @@ class MaskedFaces(Dataset):
         self.texture_mirror = float(texture_mirror)
         self.source_degrade = float(source_degrade)
         self.cross_identity = float(cross_identity)
+        self.cross_identity_other_photo = bool(cross_identity_other_photo)
         self._people: dict[int, np.ndarray] | None = None
 
     def same_person(self, index: int) -> np.ndarray:
@@ -254,6 +258,11 @@ class MaskedFaces(Dataset):
         item["mask"] = torch.from_numpy(masks.mask[0])
         onto = swap_geometry(shape, target.expression, target.camera)
         self._texture(item, index, rng, partner=partner, onto=onto)
+        if self.cross_identity_other_photo:
+            others = self.same_person(partner)
+            if len(others):
+                code = self.faces.arrays["embedding"][int(others[rng.integers(len(others))])]
+                item["source_embedding"] = torch.from_numpy(code)
         return item
 
 

@@ -47,6 +47,11 @@ class DataConfig:
     # masked as a swap is (`MaskBuilder.swap`). They have no ground truth, so only the
     # identity and adversarial terms see them; everything else trains on the rest. 0 = off
     cross_identity: float = 0.0
+    # swap samples take their identity code (the generator's input and the identity terms'
+    # target) from another photo of the partner's person where there is one, as the judge
+    # compares a swap with another photo: the photo's own lighting and expression then earn
+    # nothing, only the person does
+    cross_identity_other_photo: bool = False
     # merged sets (folder names, the first part of each face's `source`) whose faces are
     # only ever the other photo of a person in cross-photo samples, never a target: e.g.
     # tight crops whose canonical crop is mostly padding where SAMAE needs context

@@ -275,6 +275,7 @@ class Trainer:
             texture_mirror=config.data.texture_mirror,
             source_degrade=config.data.source_degrade,
             cross_identity=config.data.cross_identity,
+            cross_identity_other_photo=config.data.cross_identity_other_photo,
             sources=np.concatenate([self.train_rows, self.source_rows]),
         )
         dev = self.device
