@@ -91,6 +91,14 @@ def degrade_source(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(small), (r, r), interpolation=cv2.INTER_LINEAR)
 
 
+def _put_guidance(item: dict, masks, face_region: np.ndarray) -> None:
+    """An item's guidance and mask from one sample's `TrainingMasks` or `SwapMasks`."""
+    item["normals"] = torch.from_numpy(masks.normals[0])
+    item["silhouette"] = torch.from_numpy(masks.silhouette[0])
+    item["face_region"] = torch.from_numpy(face_region[0])
+    item["mask"] = torch.from_numpy(masks.mask[0])
+
+
 class MaskedFaces(Dataset):
     """`FaceDataset` rows with training masks. Indexed by `(epoch, index)`.
 
@@ -190,12 +198,11 @@ class MaskedFaces(Dataset):
                 source = int(others[rng.integers(len(others))])
         crop = self.faces.load_crop(source)
         camera = self.faces.arrays["camera"][source]
-        if partner is not None:
-            pass  # a swap's source photo is used as it is
-        elif source == index:
-            crop, camera = jitter_source(crop, camera, rng)
-        elif self.source_degrade > 0 and rng.random() < self.source_degrade:
-            crop = degrade_source(crop, rng)  # no draw when off: older runs' samples stay
+        if partner is None:  # a swap's source photo is used as it is
+            if source == index:
+                crop, camera = jitter_source(crop, camera, rng)
+            elif self.source_degrade > 0 and rng.random() < self.source_degrade:
+                crop = degrade_source(crop, rng)  # no draw when off: older runs' samples stay
         source_geometry = Geometry(
             self.faces.arrays["shape"][source][None],
             self.faces.arrays["expression"][source][None],
@@ -229,10 +236,7 @@ class MaskedFaces(Dataset):
             if swap:
                 return self._swap_sample(item, index, rng, builder)
         masks = builder.training(geometry_of(item), rng)
-        item["normals"] = torch.from_numpy(masks.normals[0])
-        item["silhouette"] = torch.from_numpy(masks.silhouette[0])
-        item["face_region"] = torch.from_numpy(masks.face_region[0])
-        item["mask"] = torch.from_numpy(masks.mask[0])
+        _put_guidance(item, masks, masks.face_region)
         if self.source_texture:
             self._texture(item, index, rng)
         if self.mode == "seesaw":
@@ -252,10 +256,7 @@ class MaskedFaces(Dataset):
         shape = self.faces.arrays["shape"][partner][None].astype(np.float32)
         target = geometry_of(item)
         masks = builder.swap(target, shape)
-        item["normals"] = torch.from_numpy(masks.normals[0])
-        item["silhouette"] = torch.from_numpy(masks.silhouette[0])
-        item["face_region"] = torch.from_numpy(masks.target_region[0])
-        item["mask"] = torch.from_numpy(masks.mask[0])
+        _put_guidance(item, masks, masks.target_region)
         onto = swap_geometry(shape, target.expression, target.camera)
         self._texture(item, index, rng, partner=partner, onto=onto)
         if self.cross_identity_other_photo:
